@@ -1,0 +1,1 @@
+"""The ``event-fm`` command line."""

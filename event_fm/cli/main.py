@@ -1,0 +1,42 @@
+"""``event-fm`` entry point: one sub-command per module, each registering its own parser.
+
+Sub-command modules are imported lazily so that ``event-fm info`` does not pay for torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from event_fm import __version__
+
+#: sub-command name -> (module path, one-line help). Each module has add_arguments() and run().
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("event_fm.cli.info", "summarize the event and image topics of a recording"),
+    "convert": ("event_fm.cli.convert", "convert between .raw, AEDAT4, text, HDF5 and rosbag2"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="event-fm", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"event-fm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(sub_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

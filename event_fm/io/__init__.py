@@ -1,0 +1,24 @@
+"""Event I/O: containers, per-encoding decoders, file and rosbag2 readers and writers.
+
+Pure Python/numpy/numba; never imports rclpy, so it serves offline tools and the nodes alike.
+"""
+
+from event_fm.io.events import (
+    EVENT_DTYPE,
+    TRIGGER_DTYPE,
+    EventBatch,
+    concatenate,
+    empty_events,
+    empty_triggers,
+    make_events,
+)
+
+__all__ = [
+    "EVENT_DTYPE",
+    "TRIGGER_DTYPE",
+    "EventBatch",
+    "concatenate",
+    "empty_events",
+    "empty_triggers",
+    "make_events",
+]

@@ -1,0 +1,57 @@
+"""ament_python package for event_fm.
+
+The offline training module lives at top level in the repository (``training/``) but installs
+as ``event_fm.training`` so no generic ``training`` module lands in site-packages.
+"""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "event_fm"
+
+packages = find_packages(include=[PACKAGE, f"{PACKAGE}.*"])
+packages += [f"{PACKAGE}.training"] + [
+    f"{PACKAGE}.training.{p}" for p in find_packages(where="training")
+]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=packages,
+    package_dir={f"{PACKAGE}.training": "training"},
+    package_data={PACKAGE: ["py.typed"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "timm>=1.0",
+        "peft>=0.10",
+        "numba>=0.58",
+        "rosbags>=0.10",
+        "safetensors>=0.4",
+        "h5py>=3.8",
+        "tqdm>=4.60",
+        "pyyaml>=6.0",
+        "matplotlib>=3.7",
+    ],
+    extras_require={"aedat": ["aedat>=2.0"], "test": ["pytest", "hypothesis", "ruff"]},
+    zip_safe=False,
+    maintainer="event_fm maintainers",
+    maintainer_email="maintainers@event-fm.dev",
+    description="Event-camera perception with foundation-model encoders for ROS 2",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "event-fm = event_fm.cli.main:main",
+        ],
+    },
+)

@@ -1,0 +1,26 @@
+"""Shared test setup: an isolated DDS domain per test session and the repo paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_DATA = REPO / "test" / "data"
+REAL_BAGS = TEST_DATA / "real_bags"
+
+# Tests that talk over DDS must not hear other test runs on this machine.
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 200))
+os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def real_bags() -> Path:
+    return REAL_BAGS
