@@ -12,8 +12,14 @@ from event_fm.io.events import (
     empty_triggers,
     make_events,
 )
+from event_fm.io.readers import read_all_events, read_events
+from event_fm.io.rosbag import BagReader, BagWriter
 
 __all__ = [
+    "BagReader",
+    "BagWriter",
+    "read_all_events",
+    "read_events",
     "EVENT_DTYPE",
     "TRIGGER_DTYPE",
     "EventBatch",
