@@ -151,3 +151,21 @@ def test_interface_fields_match_upstream(pkg, msg, fields):
     declared = [line.split("#")[0].strip() for line in text.splitlines()]
     declared = [" ".join(d.split()) for d in declared if d]
     assert declared == fields
+
+
+def test_rosbags_definitions_match_interface_packages():
+    """The typestore used for bags and the ROS interface packages describe the same wire."""
+    from event_fm.io.msg_definitions import DEFINITIONS
+
+    def fields(text: str) -> list[str]:
+        lines = [" ".join(line.split("#")[0].split()) for line in text.splitlines()]
+        return [line.replace(f"{pkg}/", "") for line in lines if line]
+
+    checked = 0
+    for name, text in DEFINITIONS.items():
+        pkg, _, msg = name.split("/")
+        path = REPO / "interfaces" / pkg / "msg" / f"{msg}.msg"
+        if path.exists():
+            assert fields(path.read_text()) == fields(text), name
+            checked += 1
+    assert checked == 7

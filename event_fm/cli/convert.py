@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="bag, .raw, .aedat4, .h5, events.txt or ECD folder")
     parser.add_argument("output", help="output path; the format follows the suffix "
