@@ -1,0 +1,44 @@
+"""Bridging recorded metadata to rclpy: message classes by name, QoS from bag metadata."""
+
+from __future__ import annotations
+
+import importlib
+
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+
+def message_class(msgtype: str):
+    """'pkg/msg/Type' -> the generated Python class (ImportError if not built here)."""
+    pkg, kind, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+
+
+def qos_from_recording(qos_list) -> QoSProfile:
+    """The publisher QoS a recording offered (rosbags Qos tuples); reliable depth 10 if none."""
+    if not qos_list:
+        return QoSProfile(depth=10)
+    q = qos_list[0]
+    history = (HistoryPolicy.KEEP_ALL if q.history.name == "KEEP_ALL" else HistoryPolicy.KEEP_LAST)
+    reliability = (ReliabilityPolicy.BEST_EFFORT if q.reliability.name == "BEST_EFFORT"
+                   else ReliabilityPolicy.RELIABLE)
+    durability = (DurabilityPolicy.TRANSIENT_LOCAL if q.durability.name == "TRANSIENT_LOCAL"
+                  else DurabilityPolicy.VOLATILE)
+    return QoSProfile(history=history, depth=max(1, int(q.depth)), reliability=reliability,
+                      durability=durability)
+
+
+def qos_from_name(name: str, depth: int = 10) -> QoSProfile:
+    """QoS by the names users put in parameters: best_effort, reliable, sensor_data."""
+    if name == "sensor_data":
+        return qos_profile_sensor_data
+    if name not in ("best_effort", "reliable"):
+        raise ValueError(f"unknown QoS {name!r}: use best_effort, reliable or sensor_data")
+    reliability = ReliabilityPolicy.BEST_EFFORT if name == "best_effort" else \
+        ReliabilityPolicy.RELIABLE
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability)
