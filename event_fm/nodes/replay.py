@@ -10,7 +10,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-import rclpy
 from rclpy.node import Node
 
 from event_fm.io.rosbag import BagReader
