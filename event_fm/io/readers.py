@@ -35,6 +35,7 @@ class PacketDecoder:
         self.topic = topic
         self._decoder: Decoder | None = None
         self._key: tuple[str, int, int] | None = None
+        self.width = self.height = 0  # geometry of the last packet
 
     def reset(self) -> None:
         if self._decoder is not None:
@@ -47,6 +48,7 @@ class PacketDecoder:
         if msg.is_bigendian:
             return EventBatch(dropped={"big_endian_payload": 1}, **meta)
         key = (str(msg.encoding), int(msg.width), int(msg.height))
+        self.width, self.height = key[1], key[2]
         if key != self._key:
             try:
                 self._decoder = make_decoder(*key)
