@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from event_fm.training.data.build import assign_splits, build_dataset
+from event_fm.training.data.dataset import ShardDataset
+from event_fm.training.data.shards import ShardWriter, load_index, read_shard
+from event_fm.training.data.sync import RecordingSynchronizer, SyncConfig
 
 from event_fm.io import make_events
 from event_fm.io.convert import packetize
 from event_fm.io.events import EventBatch
 from event_fm.io.rosbag import BagWriter
-from event_fm.training.data.build import assign_splits, build_dataset
-from event_fm.training.data.dataset import ShardDataset
-from event_fm.training.data.shards import ShardWriter, load_index, read_shard
-from event_fm.training.data.sync import RecordingSynchronizer, SyncConfig
 
 EPOCH = 1_700_000_000 * 10**9
 W, H = 40, 30

@@ -15,10 +15,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from event_fm.training.data.shards import ShardWriter, load_index
 from event_fm.training.data.sync import RecordingSynchronizer, SyncConfig
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

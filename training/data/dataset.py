@@ -10,7 +10,6 @@ from bisect import bisect_right
 from pathlib import Path
 
 import numpy as np
-
 from event_fm.training.data.shards import Sample, load_index, read_shard, unpack_sample
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from event_fm.training.data.shards import Sample
 
 from event_fm.io.msg_definitions import EVENT_TYPES
 from event_fm.io.readers import stamp_to_ns
@@ -25,7 +26,6 @@ from event_fm.io.rosbag import BagReader, image_to_array
 from event_fm.pipeline.buffer import EventBuffer
 from event_fm.pipeline.clock import ClockOffsetEstimator
 from event_fm.pipeline.ingest import StreamIngest
-from event_fm.training.data.shards import Sample
 
 log = logging.getLogger(__name__)
 
