@@ -1,0 +1,1 @@
+"""Training objectives: distillation (REALM, ScaleEvent, GEP stage 1) and task heads."""

@@ -1,0 +1,110 @@
+"""Evaluation metrics, shared by the training module's ``evaluate`` and ``event-fm eval``.
+
+Depth follows the e2depth / REALM protocol (mean absolute error within 10/20/30 m of ground
+truth, plus AbsRel, RMSE and delta < 1.25); segmentation the ESS protocol (confusion matrix,
+ignore label 255, mIoU over classes present); pose the matching protocol (AUC of the rotation
+error at 5/10/20 degrees, median errors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DEPTH_CUTOFFS = (10.0, 20.0, 30.0)
+POSE_THRESHOLDS = (5.0, 10.0, 20.0)
+
+
+@dataclass
+class DepthMetrics:
+    """Accumulates sums so metrics over a whole set weigh every valid pixel equally."""
+
+    cutoffs: tuple[float, ...] = DEPTH_CUTOFFS
+    sums: dict[str, float] = field(default_factory=dict)
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        pred = np.asarray(pred, dtype=np.float64)
+        gt = np.asarray(gt, dtype=np.float64)
+        valid = np.isfinite(gt) & (gt > 0) & np.isfinite(pred)
+        p, g = pred[valid], gt[valid]
+        s = self.sums
+        for c in self.cutoffs:
+            m = g <= c
+            s[f"abs_{c:g}"] = s.get(f"abs_{c:g}", 0.0) + float(np.abs(p[m] - g[m]).sum())
+            s[f"n_{c:g}"] = s.get(f"n_{c:g}", 0.0) + float(m.sum())
+        p = np.maximum(p, 1e-3)
+        s["n"] = s.get("n", 0.0) + float(len(g))
+        s["absrel"] = s.get("absrel", 0.0) + float((np.abs(p - g) / g).sum())
+        s["sq"] = s.get("sq", 0.0) + float(((p - g) ** 2).sum())
+        s["delta1"] = s.get("delta1", 0.0) + float((np.maximum(p / g, g / p) < 1.25).sum())
+
+    def compute(self) -> dict[str, float]:
+        s, out = self.sums, {}
+        for c in self.cutoffs:
+            n = s.get(f"n_{c:g}", 0.0)
+            out[f"depth_mae_{c:g}m"] = s[f"abs_{c:g}"] / n if n else float("nan")
+        n = s.get("n", 0.0)
+        out["absrel"] = s["absrel"] / n if n else float("nan")
+        out["rmse"] = float(np.sqrt(s["sq"] / n)) if n else float("nan")
+        out["delta1"] = s["delta1"] / n if n else float("nan")
+        return out
+
+
+@dataclass
+class SegmentationMetrics:
+    num_classes: int
+    ignore_index: int = 255
+    confusion: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.confusion = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        pred, gt = np.asarray(pred).ravel(), np.asarray(gt).ravel()
+        keep = (gt != self.ignore_index) & (gt < self.num_classes)
+        idx = gt[keep].astype(np.int64) * self.num_classes + pred[keep].astype(np.int64)
+        self.confusion += np.bincount(idx, minlength=self.num_classes ** 2).reshape(
+            self.num_classes, self.num_classes)
+
+    def compute(self) -> dict[str, float]:
+        cm = self.confusion
+        tp = np.diag(cm).astype(np.float64)
+        union = cm.sum(0) + cm.sum(1) - tp
+        present = cm.sum(1) > 0
+        iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+        total = cm.sum()
+        return {"miou": float(np.nanmean(iou[present])) if present.any() else float("nan"),
+                "pixel_acc": float(tp.sum() / total) if total else float("nan"),
+                "iou_per_class": [None if np.isnan(v) else float(v) for v in iou]}
+
+
+def rotation_error_deg(R_est: np.ndarray, R_gt: np.ndarray) -> float:
+    cos = (np.trace(R_est.T @ R_gt) - 1) / 2
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+def translation_angle_deg(t_est: np.ndarray, t_gt: np.ndarray) -> float:
+    """Angle between translation directions (scale is unobservable from two views)."""
+    n1, n2 = np.linalg.norm(t_est), np.linalg.norm(t_gt)
+    if n1 < 1e-12 or n2 < 1e-12:
+        return float("nan")
+    cos = float(np.dot(t_est, t_gt) / (n1 * n2))
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+def pose_auc(errors_deg: list[float], thresholds=POSE_THRESHOLDS) -> dict[str, float]:
+    """Area under the recall-vs-error curve up to each threshold (failures count as inf)."""
+    errors = np.sort(np.nan_to_num(np.asarray(errors_deg, dtype=np.float64), nan=np.inf))
+    out = {}
+    if not len(errors):
+        return {f"auc_{t:g}": float("nan") for t in thresholds}
+    recall = (np.arange(len(errors)) + 1) / len(errors)
+    errors_z = np.concatenate([[0.0], errors])
+    recall_z = np.concatenate([[0.0], recall])
+    for t in thresholds:
+        last = int(np.searchsorted(errors_z, t))
+        e = np.concatenate([errors_z[:last], [t]])
+        r = np.concatenate([recall_z[:last], [recall_z[last - 1]]])
+        out[f"auc_{t:g}"] = float(np.trapezoid(r, x=e) / t)
+    return out
