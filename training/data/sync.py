@@ -93,13 +93,96 @@ def _convert(field_name: str, msg):
     raise KeyError(field_name)
 
 
+class SampleAssembler:
+    """Incremental frame/event/ground-truth matching, fed message by message.
+
+    Shared by the offline synchronizer (messages from a bag) and the recorder node (messages
+    from live subscriptions), so both cut samples the same way.
+    """
+
+    def __init__(self, config: SyncConfig, fields: set[str], event_topic: str = "events",
+                 source: str = ""):
+        self.config = config
+        self.fields = set(fields)  # sample fields whose topics exist
+        self.source = source
+        window_ns = int(config.window_ms * 1e6)
+        self.buffer = EventBuffer(max_events=200_000_000, max_age_ns=window_ns + 3_000_000_000)
+        self.clock = ClockOffsetEstimator()
+        self.ingest = StreamIngest(event_topic, self.buffer, self.clock)
+        self.pending: dict[int, dict] = {}
+        self.K: np.ndarray | None = None
+        self.latest_stamp = 0
+        self.skipped: Counter = Counter()
+        self.emitted = 0
+
+    def add_event_packet(self, msg) -> None:
+        self.ingest.add_packet(msg)
+
+    def add_camera_info(self, msg) -> None:
+        self.K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+
+    def add(self, field_name: str, msg) -> None:
+        """An image or ground-truth message (anything with a header stamp)."""
+        stamp = stamp_to_ns(msg.header.stamp)
+        self.latest_stamp = max(self.latest_stamp, stamp)
+        tol = int(self.config.stamp_tolerance_ms * 1e6)
+        key = next((k for k in self.pending if abs(k - stamp) <= tol), stamp)
+        try:
+            self.pending.setdefault(key, {})[field_name] = _convert(field_name, msg)
+        except (ValueError, KeyError) as exc:
+            self.skipped[f"bad_{field_name}"] += 1
+            log.warning("%s: unusable %s at %d: %s", self.source, field_name, stamp, exc)
+
+    def ready(self, final: bool = False) -> Iterator[Sample]:
+        """Samples whose events and topics are complete (all pending ones when ``final``)."""
+        cfg = self.config
+        max_wait = int(cfg.max_wait_ms * 1e6)
+        for stamp in sorted(self.pending):
+            parts = self.pending[stamp]
+            t_end = self.clock.to_sensor(stamp)
+            t_last = self.buffer.t_last
+            events_done = t_end is not None and t_last is not None and t_last >= t_end
+            complete = set(parts) >= self.fields
+            timed_out = self.latest_stamp - stamp > max_wait
+            if not final and not (events_done and (complete or timed_out)):
+                break  # frames finalize in stamp order
+            del self.pending[stamp]
+            missing = [name for name in cfg.require if name not in parts]
+            if missing:
+                self.skipped[f"missing_{missing[0]}"] += 1
+                continue
+            if not events_done:
+                self.skipped["events_end_before_frame"] += 1
+                continue
+            if cfg.window_events > 0:
+                events = self.buffer.last_events(cfg.window_events, t_end)
+                t_start = int(events["t"][0]) if len(events) else t_end
+            else:
+                t_start = t_end - int(cfg.window_ms * 1e6)
+                events = self.buffer.window(t_start, t_end)
+            if not len(events):
+                self.skipped["empty_window"] += 1
+                continue
+            self.emitted += 1
+            yield Sample(events=events, t_start=int(t_start), t_end=int(t_end),
+                         stamp_ns=int(stamp), width=self.ingest.decoder.width,
+                         height=self.ingest.decoder.height, image=parts.get("image"),
+                         image_clean=parts.get("image_clean"), depth=parts.get("depth"),
+                         semantic=parts.get("semantic"), pose=parts.get("pose"),
+                         K=None if self.K is None else self.K.copy(), source=self.source)
+
+    def decoder_drops(self) -> dict[str, int]:
+        return {f"decoder:{k}": v for k, v in self.ingest.stats.dropped.items()}
+
+
 class RecordingSynchronizer:
+    """Samples of one bag, in frame order."""
+
     def __init__(self, bag_path: str | Path, config: SyncConfig | None = None):
         self.bag_path = Path(bag_path)
         self.config = config or SyncConfig()
         self.skipped: Counter = Counter()
         self.emitted = 0
-        self._geometry = (0, 0)
 
     def __iter__(self) -> Iterator[Sample]:
         cfg = self.config
@@ -112,9 +195,8 @@ class RecordingSynchronizer:
                             cfg.event_topic or "")
                 return
             wanted = {t: f for t, f in cfg.topic_fields().items() if t in bag.topics}
-            present = set(wanted.values())
             for name in cfg.require:
-                if name not in present:
+                if name not in wanted.values():
                     topic = {v: k for k, v in cfg.topic_fields().items()}.get(name, name)
                     self.skipped[f"missing_topic:{topic}"] += 1
                     log.warning("%s: required topic %s (%s) is not in the recording; "
@@ -130,17 +212,10 @@ class RecordingSynchronizer:
     def _stream(self, bag: BagReader, event_topic: str, wanted: dict[str, str]
                 ) -> Iterator[Sample]:
         cfg = self.config
-        window_ns = int(cfg.window_ms * 1e6)
-        buffer = EventBuffer(max_events=200_000_000, max_age_ns=window_ns + 3_000_000_000)
-        clock = ClockOffsetEstimator()
-        ingest = StreamIngest(event_topic, buffer, clock)
-        pending: dict[int, dict] = {}
-        K = None
-        tol = int(cfg.stamp_tolerance_ms * 1e6)
+        assembler = SampleAssembler(cfg, set(wanted.values()), event_topic, self.bag_path.name)
         topics = [event_topic, *wanted]
         if cfg.camera_info_topic in bag.topics:
             topics.append(cfg.camera_info_topic)
-        latest_stamp = 0
         for message in bag.messages(topics):
             try:
                 msg = bag.deserialize(message)
@@ -149,63 +224,16 @@ class RecordingSynchronizer:
                 log.warning("%s: corrupt message on %s (%s)", self.bag_path, message.topic, exc)
                 continue
             if message.topic == event_topic:
-                ingest.add_packet(msg)
+                assembler.add_event_packet(msg)
             elif message.topic == cfg.camera_info_topic:
-                K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+                assembler.add_camera_info(msg)
             else:
-                stamp = stamp_to_ns(msg.header.stamp)
-                latest_stamp = max(latest_stamp, stamp)
-                key = next((k for k in pending if abs(k - stamp) <= tol), stamp)
-                try:
-                    pending.setdefault(key, {})[wanted[message.topic]] = _convert(
-                        wanted[message.topic], msg)
-                except (ValueError, KeyError) as exc:
-                    self.skipped[f"bad_{wanted[message.topic]}"] += 1
-                    log.warning("%s: unusable %s at %d: %s", self.bag_path, message.topic,
-                                stamp, exc)
-            self._geometry = (ingest.decoder.width, ingest.decoder.height)
-            yield from self._ready(pending, buffer, clock, K, set(wanted.values()), latest_stamp,
-                                   final=False)
-        yield from self._ready(pending, buffer, clock, K, set(wanted.values()), latest_stamp,
-                               final=True)
-        for reason, count in ingest.stats.dropped.items():
-            self.skipped[f"decoder:{reason}"] += count
-
-    def _ready(self, pending: dict[int, dict], buffer: EventBuffer, clock, K, fields: set[str],
-               latest_stamp: int, final: bool) -> Iterator[Sample]:
-        cfg = self.config
-        max_wait = int(cfg.max_wait_ms * 1e6)
-        for stamp in sorted(pending):
-            parts = pending[stamp]
-            t_end = clock.to_sensor(stamp)
-            t_last = buffer.t_last
-            events_done = t_end is not None and t_last is not None and t_last >= t_end
-            complete = set(parts) >= fields
-            timed_out = latest_stamp - stamp > max_wait
-            if not final and not (events_done and (complete or timed_out)):
-                break  # frames finalize in stamp order
-            del pending[stamp]
-            missing = [name for name in cfg.require if name not in parts]
-            if missing:
-                self.skipped[f"missing_{missing[0]}"] += 1
-                continue
-            if not events_done:
-                self.skipped["events_end_before_frame"] += 1
-                continue
-            if cfg.window_events > 0:
-                events = buffer.last_events(cfg.window_events, t_end)
-                t_start = int(events["t"][0]) if len(events) else t_end
-            else:
-                t_start = t_end - int(cfg.window_ms * 1e6)
-                events = buffer.window(t_start, t_end)
-            if not len(events):
-                self.skipped["empty_window"] += 1
-                continue
-            image = parts.get("image")
-            width, height = self._geometry
+                assembler.add(wanted[message.topic], msg)
+            for sample in assembler.ready():
+                self.emitted += 1
+                yield sample
+        for sample in assembler.ready(final=True):
             self.emitted += 1
-            yield Sample(events=events, t_start=int(t_start), t_end=int(t_end),
-                         stamp_ns=int(stamp), width=width, height=height, image=image,
-                         image_clean=parts.get("image_clean"), depth=parts.get("depth"),
-                         semantic=parts.get("semantic"), pose=parts.get("pose"),
-                         K=None if K is None else K.copy(), source=self.bag_path.name)
+            yield sample
+        self.skipped.update(assembler.skipped)
+        self.skipped.update(assembler.decoder_drops())
