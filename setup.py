@@ -52,6 +52,7 @@ setup(
     entry_points={
         "console_scripts": [
             "event-fm = event_fm.cli.main:main",
+            "recorder_node = event_fm.nodes.recorder_node:main",
         ],
     },
 )

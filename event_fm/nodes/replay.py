@@ -55,6 +55,9 @@ class BagReplayer:
         while time.monotonic() < deadline:
             if all(self.publishers[t].get_subscription_count() > 0 for t in names
                    if t in self.publishers):
+                # the subscriber side may still be matching our writers; data sent before
+                # it has is dropped, so give discovery a moment to settle
+                time.sleep(0.5)
                 return True
             time.sleep(0.05)
         return False

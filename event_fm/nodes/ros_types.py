@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 
+import rclpy
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
@@ -42,3 +43,20 @@ def qos_from_name(name: str, depth: int = 10) -> QoSProfile:
     reliability = ReliabilityPolicy.BEST_EFFORT if name == "best_effort" else \
         ReliabilityPolicy.RELIABLE
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability)
+
+
+def spin_until_interrupted(node, executor=None) -> None:
+    """Spin in short slices so SIGINT/SIGTERM reach Python (as KeyboardInterrupt) even when
+    rclpy's own signal handling is off to let shutdown code still use the context."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    while rclpy.ok():
+        if executor is not None:
+            executor.spin_once(timeout_sec=0.1)
+        else:
+            rclpy.spin_once(node, timeout_sec=0.1)

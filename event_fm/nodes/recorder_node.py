@@ -1,0 +1,160 @@
+"""recorder_node: records synchronized training pairs live, into the training shard format.
+
+Per camera frame: the event window ending at it, the frame and any configured ground-truth
+topics — cut by the same SampleAssembler the offline dataset builder uses. Shards become visible
+only when complete (write, fsync, rename), so a kill loses at most the open shard and a restart
+continues with new shard numbers.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import rclpy
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import CameraInfo, Image
+
+from event_fm.nodes.parameters import (
+    EVENT_MSG_TYPES,
+    QOS_CHOICES,
+    ParamSpec,
+    declare,
+    read_and_validate,
+    reject_invalid_updates,
+)
+from event_fm.nodes.ros_types import message_class, qos_from_name, spin_until_interrupted
+from event_fm.training.data.shards import ShardWriter
+from event_fm.training.data.sync import SampleAssembler, SyncConfig
+
+PARAMS = [
+    ParamSpec("output_dir", "recordings/live", "directory of the shard dataset to append to"),
+    ParamSpec("session", "", "name stored with each sample (default: the start time)"),
+    ParamSpec("event_topic", "/event_camera/events", "event packets to record"),
+    ParamSpec("event_msg_type", EVENT_MSG_TYPES[0], "message type of event_topic",
+              choices=EVENT_MSG_TYPES),
+    ParamSpec("event_qos", "best_effort", "QoS of the event subscription", choices=QOS_CHOICES),
+    ParamSpec("image_topic", "/camera/image_raw", "camera frames; one sample per frame"),
+    ParamSpec("image_qos", "sensor_data", "QoS of image subscriptions", choices=QOS_CHOICES),
+    ParamSpec("camera_info_topic", "/camera/camera_info", "intrinsics stored with each sample"),
+    ParamSpec("depth_topic", "", "optional ground-truth depth (32FC1 m); empty: none"),
+    ParamSpec("semantic_topic", "", "optional ground-truth labels (mono8); empty: none"),
+    ParamSpec("pose_topic", "", "optional ground-truth pose (PoseStamped); empty: none"),
+    ParamSpec("window_ms", 50.0, "event window ending at each frame (ms)", min=0.1, max=10_000.0),
+    ParamSpec("window_events", 0, "fixed-count windows instead (0: use window_ms)", min=0,
+              max=100_000_000),
+    ParamSpec("samples_per_shard", 32, "samples per shard file", min=1, max=100_000),
+]
+
+
+class RecorderNode(LifecycleNode):
+    def __init__(self, **kwargs):
+        super().__init__("event_fm_recorder", **kwargs)
+        declare(self, PARAMS)
+        self.add_on_set_parameters_callback(reject_invalid_updates(PARAMS))
+        self.values: dict = {}
+        self.writer: ShardWriter | None = None
+        self.assembler: SampleAssembler | None = None
+        self._subs = []
+        self._lock = threading.Lock()
+        self.samples_written = 0
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.values, errors = read_and_validate(self, PARAMS)
+        if errors:
+            for e in errors:
+                self.get_logger().error(f"invalid parameter {e}")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        v = self.values
+        session = v["session"] or time.strftime("live_%Y%m%d_%H%M%S")
+        fields = {"image": v["image_topic"], "depth": v["depth_topic"],
+                  "semantic": v["semantic_topic"], "pose": v["pose_topic"]}
+        fields = {name: topic for name, topic in fields.items() if topic}
+        sync = SyncConfig(event_topic=v["event_topic"], image_topic=v["image_topic"],
+                          clean_image_topic=None, camera_info_topic=v["camera_info_topic"],
+                          depth_topic=v["depth_topic"] or None,
+                          semantic_topic=v["semantic_topic"] or None,
+                          pose_topic=v["pose_topic"] or None, window_ms=v["window_ms"],
+                          window_events=v["window_events"], require=list(fields))
+        self.assembler = SampleAssembler(sync, set(fields), v["event_topic"], session)
+        self.writer = ShardWriter(v["output_dir"], v["samples_per_shard"],
+                                  prefix=f"shard_{session}",
+                                  meta={"recorder": {k: str(x) for k, x in v.items()}})
+        event_cls = message_class(v["event_msg_type"])
+        self._subs.append(self.create_subscription(
+            event_cls, v["event_topic"], self._on_events, qos_from_name(v["event_qos"], 1000)))
+        image_qos = qos_from_name(v["image_qos"])
+        for name, topic in fields.items():
+            cls = Image if name in ("image", "depth", "semantic") else \
+                message_class("geometry_msgs/msg/PoseStamped")
+            self._subs.append(self.create_subscription(
+                cls, topic, lambda msg, n=name: self._on_field(n, msg), image_qos))
+        if v["camera_info_topic"]:
+            self._subs.append(self.create_subscription(
+                CameraInfo, v["camera_info_topic"], self._on_camera_info, 10))
+        self.get_logger().info(f"recording session {session} into {v['output_dir']}")
+        return super().on_activate(state)
+
+    def _on_events(self, msg) -> None:
+        with self._lock:
+            self.assembler.add_event_packet(msg)
+            self._drain()
+
+    def _on_field(self, name: str, msg) -> None:
+        with self._lock:
+            self.assembler.add(name, msg)
+            self._drain()
+
+    def _on_camera_info(self, msg) -> None:
+        with self._lock:
+            self.assembler.add_camera_info(msg)
+
+    def _drain(self, final: bool = False) -> None:
+        for sample in self.assembler.ready(final=final):
+            self.writer.add(sample)
+            self.samples_written += 1
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            if self.assembler is not None:
+                self._drain(final=True)
+            if self.writer is not None:
+                self.writer.close()
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        self.get_logger().info(f"wrote {self.samples_written} samples; skipped: "
+                               f"{dict(self.assembler.skipped) if self.assembler else {}}")
+        return super().on_deactivate(state)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rclpy.signals import SignalHandlerOptions
+
+    # keep the context alive on Ctrl-C so deactivation can flush the open shard
+    rclpy.init(args=argv if argv is not None else sys.argv,
+               signal_handler_options=SignalHandlerOptions.NO)
+    node = RecorderNode()
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        spin_until_interrupted(node)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        try:
+            node.trigger_deactivate()  # flushes the open shard
+        except Exception as exc:  # noqa: BLE001 - shutting down anyway
+            print(f"recorder_node: deactivate failed: {exc}", file=sys.stderr)
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
