@@ -1,0 +1,50 @@
+"""perception_node's parameters (the single source for the node, the YAML and the launch file)."""
+
+from __future__ import annotations
+
+from event_fm.nodes.parameters import EVENT_MSG_TYPES, QOS_CHOICES, ParamSpec
+from event_fm.pipeline.scheduler import WINDOW_MODES
+
+HEADS = ("depth", "semantic", "pose", "forecast", "reconstruction")
+
+PARAMS = [
+    ParamSpec("checkpoint", "", "model directory or .safetensors file (empty: the embedded "
+              "default model)"),
+    ParamSpec("device", "auto", "auto, cpu or cuda:N (auto: CUDA when available)"),
+    ParamSpec("half", False, "run the model in half precision (CUDA only)"),
+    ParamSpec("event_topic", "/event_camera/events", "event packets from the driver"),
+    ParamSpec("event_msg_type", EVENT_MSG_TYPES[0], "message type of event_topic",
+              choices=EVENT_MSG_TYPES),
+    ParamSpec("event_qos", "best_effort", "QoS of the event subscription (drivers publish "
+              "best_effort keep_last 1000)", choices=QOS_CHOICES),
+    ParamSpec("event_qos_depth", 1000, "history depth of the event subscription", min=1,
+              max=100_000),
+    ParamSpec("image_topic", "", "camera frames: windows end at their stamps in 'frame' mode "
+              "(empty: no image subscription)"),
+    ParamSpec("camera_info_topic", "", "intrinsics for relative pose (empty: from the model "
+              "config or none)"),
+    ParamSpec("image_qos", "sensor_data", "QoS of image and camera_info subscriptions",
+              choices=QOS_CHOICES),
+    ParamSpec("window_mode", "rate", "how windows are cut", choices=WINDOW_MODES),
+    ParamSpec("window_ms", 50.0, "window duration (ms) in 'rate' and 'frame' modes", min=0.1,
+              max=10_000.0),
+    ParamSpec("window_events", 150_000, "events per window in 'count' mode", min=1,
+              max=100_000_000),
+    ParamSpec("output_rate_hz", 20.0, "windows per second in 'rate' and 'count' modes", min=0.1,
+              max=1000.0),
+    ParamSpec("heads", list(HEADS[:3]), "outputs to compute (only those with subscribers run)",
+              choices=HEADS),
+    ParamSpec("memory_hold", True, "republish the last output when a window has too few events"),
+    ParamSpec("memory_hold_min_events", 200, "fewer events than this count as 'no events'",
+              min=0, max=100_000_000),
+    ParamSpec("max_window_age_ms", 500.0, "drop windows older than this (ms) when behind",
+              min=1.0, max=60_000.0),
+    ParamSpec("buffer_max_events", 50_000_000, "event buffer capacity", min=10_000,
+              max=2_000_000_000),
+    ParamSpec("frame_id", "", "frame_id of outputs (empty: the event packets' frame_id)"),
+    ParamSpec("publish_tf", False, "also publish the relative pose chain on /tf"),
+    ParamSpec("odom_frame", "event_fm_odom", "parent frame of the /tf chain"),
+    ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics", min=0.05, max=3600.0),
+]
+
+PARAM_NAMES = frozenset(p.name for p in PARAMS)
