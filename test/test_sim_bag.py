@@ -22,7 +22,7 @@ ARGS = ["--resolution", "64x48", "--seed", "1", "--quiet"]
 def sim_bag(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim") / "street_bag"
     rc = cli_main(["simulate", "--out", str(out), "--duration", "0.3", "--degrade", "blur",
-                   "--start-epoch", str(EPOCH_S), *ARGS])
+                   "--flow", "--start-epoch", str(EPOCH_S), *ARGS])
     assert rc == 0
     return out
 
@@ -33,7 +33,7 @@ def test_bag_has_every_topic_with_its_encoding_and_frame_count(sim_bag):
     with BagReader(sim_bag) as bag:
         assert bag.topics["/event_camera/events"].msgtype == "event_camera_msgs/msg/EventPacket"
         assert bag.topics["/event_camera/events"].qos[0].reliability.name == "BEST_EFFORT"
-        for topic in [*counts, "/camera/camera_info", "/gt/pose"]:
+        for topic in [*counts, "/camera/camera_info", "/gt/pose", "/gt/flow"]:
             assert bag.topics[topic].count == 6, topic  # 0.3 s * 20 fps
         stamps: dict[str, list[int]] = {}
         for m in bag.messages([*counts, "/gt/pose", "/gt/metadata"]):
@@ -52,6 +52,8 @@ def test_bag_has_every_topic_with_its_encoding_and_frame_count(sim_bag):
                     assert np.isinf(image).any() and np.nanmin(image) > 0
             if m.topic == "/gt/pose":
                 assert msg.header.frame_id == "world"
+        flow = bag.deserialize(next(bag.messages(["/gt/flow"])))
+        assert flow.encoding == "32FC2" and flow.step == 64 * 8
         frame_times = [EPOCH + k * 50_000_000 for k in range(6)]
         for topic in [*counts, "/gt/pose"]:
             assert stamps[topic] == frame_times

@@ -143,3 +143,40 @@ def test_degraded_frames_differ_in_the_expected_way(street):
     blurred = degrade(clean, params, rng, subs)
     np.testing.assert_allclose(blurred, np.mean(subs, axis=0), atol=1e-6)
     assert np.abs(blurred - clean).mean() > 0.005
+
+
+def test_flow_ground_truth_warps_static_and_moving_parts():
+    import cv2
+
+    from event_fm.sim.flow import optical_flow
+
+    scene = generate_scene("street", seed=0, duration=2.0)
+    renderer = Renderer(scene, Intrinsics.from_fov(160, 120, scene.hfov_deg))
+    a, b = renderer.render(0.5), renderer.render(0.55)
+    flow = optical_flow(a, renderer, 0.55)
+    v, u = np.mgrid[:120, :160].astype(np.float32)
+    ub, vb = u + flow[..., 0], v + flow[..., 1]
+    warped = cv2.remap(luminance(b.rgb), ub, vb, cv2.INTER_LINEAR, borderValue=np.nan)
+    same = cv2.remap(b.object_id.astype(np.float32), ub, vb, cv2.INTER_NEAREST,
+                     borderValue=np.nan) == a.object_id  # still the same surface: not occluded
+    err = np.abs(warped - luminance(a.rgb))
+    moving = (a.object_id >= 0) & scene.moving[np.maximum(a.object_id, 0)] & same
+    static = (a.object_id >= -1) & ~moving & same
+    assert np.nanmedian(err[static]) < 0.003
+    sky = a.object_id == SKY_ID
+    assert np.all(np.isfinite(flow[sky])) and np.abs(flow[sky]).max() < np.abs(flow).max()
+    assert moving.sum() > 20  # moving cars in view: their own velocity is in the flow
+    assert np.nanmedian(err[moving]) < 0.01
+
+
+def test_adaptive_sampling_holds_the_log_step_near_half_a_threshold():
+    from event_fm.sim.esim import EsimParams
+
+    samples = []
+    for c in (0.15, 0.5):
+        sim = SceneSimulator(SimConfig(seed=1, width=96, height=72, duration=0.2,
+                                       esim=EsimParams(c, c)))
+        list(sim.frames())
+        assert np.median(sim.changes) < 0.6 * c  # target: 0.5 * threshold (99th percentile)
+        samples.append(sim.samples)
+    assert samples[0] > 1.5 * samples[1]  # a finer threshold needs finer sampling

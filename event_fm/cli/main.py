@@ -15,6 +15,7 @@ from event_fm import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("event_fm.cli.info", "summarize the event and image topics of a recording"),
     "convert": ("event_fm.cli.convert", "convert between .raw, AEDAT4, text, HDF5 and rosbag2"),
+    "simulate": ("event_fm.cli.simulate", "simulate event-camera recordings with ground truth"),
     "replay": ("event_fm.cli.replay", "publish a rosbag2 over DDS with its timing and QoS"),
 }
 
