@@ -16,8 +16,9 @@ lint: setup
 	$(RUN) $(PY) -m ruff check .
 
 bench: setup
-	$(RUN) $(PY) -m pip install -q faery expelliarmus tonic
+	$(RUN) $(PY) -m pip install -q faery expelliarmus tonic evlib
 	$(RUN) $(PY) benchmarks/decode.py
+	$(RUN) $(PY) benchmarks/representations.py
 
 lock: setup
 	( echo "# Exact versions for reproducible setups (pip constraints). Regenerate: make lock"; \
