@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
-from PIL import Image
 
 from event_fm.cli.main import main as cli_main
 from event_fm.io.readers import read_events
@@ -128,7 +128,7 @@ def test_from_video_folder_writes_events_and_images_only(tmp_path):
     for k in range(6):
         img = np.full((40, 56, 3), 30, dtype=np.uint8)
         img[:, 4 + 6 * k: 12 + 6 * k] = 230
-        Image.fromarray(img).save(frames / f"f{k:03d}.png")
+        cv2.imwrite(str(frames / f"f{k:03d}.png"), img[..., ::-1])
     out = tmp_path / "video_bag"
     rc = cli_main(["simulate", "--from-video", str(frames), "--out", str(out), "--fps", "30",
                    "--noise-rate", "0", "--leak-rate", "0", "--quiet"])
