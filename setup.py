@@ -53,6 +53,7 @@ setup(
         "console_scripts": [
             "event-fm = event_fm.cli.main:main",
             "recorder_node = event_fm.nodes.recorder_node:main",
+            "perception_node = event_fm.nodes.perception_node:main",
         ],
     },
 )

@@ -226,13 +226,14 @@ class PerceptionEngine:
             return None, 0
         stride = size[0] / desc.shape[-2]
         k0, k1, _ = find_matches(self._previous[0], self._previous[1], desc, conf,
-                                 stride=int(round(stride)), max_keypoints=512)
+                                 stride=int(round(stride)), max_keypoints=1024, nms_radius=1)
         if self.K is None:
             h, w = size
             f = float(max(h, w))
             self.K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
             self.K_assumed = True
-        pose = estimate_relative_pose(k0.cpu().numpy(), k1.cpu().numpy(), self.K, self.K)
+        pose = estimate_relative_pose(k0.cpu().numpy(), k1.cpu().numpy(), self.K, self.K,
+                                      threshold_px=max(1.0, stride / 4))
         self.counters["pose_ok" if pose.ok else "pose_failed"] += 1
         return pose, int(len(k0))
 
