@@ -21,6 +21,7 @@ class DepthMetrics:
     """Accumulates sums so metrics over a whole set weigh every valid pixel equally."""
 
     cutoffs: tuple[float, ...] = DEPTH_CUTOFFS
+    max_depth: float = 80.0  # AbsRel / RMSE / delta over ground truth within the sensing range
     sums: dict[str, float] = field(default_factory=dict)
 
     def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
@@ -33,7 +34,8 @@ class DepthMetrics:
             m = g <= c
             s[f"abs_{c:g}"] = s.get(f"abs_{c:g}", 0.0) + float(np.abs(p[m] - g[m]).sum())
             s[f"n_{c:g}"] = s.get(f"n_{c:g}", 0.0) + float(m.sum())
-        p = np.maximum(p, 1e-3)
+        in_range = g <= self.max_depth
+        p, g = np.maximum(p[in_range], 1e-3), g[in_range]
         s["n"] = s.get("n", 0.0) + float(len(g))
         s["absrel"] = s.get("absrel", 0.0) + float((np.abs(p - g) / g).sum())
         s["sq"] = s.get("sq", 0.0) + float(((p - g) ** 2).sum())

@@ -100,8 +100,9 @@ def correspondences(depth0: torch.Tensor, T_w_c0: torch.Tensor, T_w_c1: torch.Te
     valid = torch.isfinite(z) & (z > 0) & (z1 > 0.1) & (u1 >= 0) & (u1 <= W - 1) & \
         (v1 >= 0) & (v1 <= H - 1)
     if depth1 is not None:
-        ui = u1.round().clamp(0, W - 1).long()
-        vi = v1.round().clamp(0, H - 1).long()
+        # non-finite projections (sky at infinity) are already invalid; index them safely
+        ui = torch.where(valid, u1, torch.zeros_like(u1)).round().clamp(0, W - 1).long()
+        vi = torch.where(valid, v1, torch.zeros_like(v1)).round().clamp(0, H - 1).long()
         d1 = torch.stack([depth1[b, vi[b], ui[b]] for b in range(B)])
         valid &= torch.isfinite(d1) & ((d1 - z1).abs() <= occlusion_tol * z1)
     return torch.stack([u1, v1], -1), valid

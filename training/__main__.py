@@ -1,0 +1,5 @@
+import sys
+
+from event_fm.training.cli import main
+
+sys.exit(main())

@@ -1,0 +1,138 @@
+"""``distill`` stage: the event student learns the frozen teacher's tokens on synchronized pairs.
+
+Losses (selectable, combinable with weights): REALM (weighted L1 + cosine + MSE on normalized CLS
+and patch tokens), ScaleEvent (L1 on masked tokens + lambda_is intra-modal + lambda_cs
+cross-modal similarity maps), GEP stage 1 (token regression + InfoNCE on pooled tokens through a
+projection MLP). Supervision masks: none, ScaleEvent's activation mask (events per patch >= tau)
+or REALM's occupancy mask with the progressive dilation curriculum; REALM's input-token dropping
+switches on part-way through. Milestones are fractions of the run (REALM's epochs / 30) so short
+runs keep the schedule's shape.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from event_fm.training.losses.distill import (
+    GEPProjector,
+    RealmLossWeights,
+    gep_stage1_loss,
+    realm_loss,
+    scaleevent_loss,
+)
+from event_fm.training.runner import Task
+from event_fm.training.stages.common import (
+    Batch,
+    build_model,
+    curriculum_radius,
+    dilate_mask,
+    load_dataset,
+    save_stage_model,
+    to_batch,
+)
+from torch import nn
+
+DEFAULTS = {
+    "losses": {"realm": 1.0},  # any of realm / scaleevent / gep, with weights
+    "realm_weights": {"l1": 1.0, "cosine": 1.0, "mse": 1.0, "cls": 1.0},
+    "scaleevent": {"lambda_is": 10.0, "lambda_cs": 4.0, "use_l1": True},
+    "gep": {"contrastive_weight": 0.5, "temperature": 0.07},
+    "mask": "occupancy",  # none | activation | occupancy
+    "activation_tau": 64,  # ScaleEvent: events per patch
+    "dilation_milestones": [10 / 30, 15 / 30, 20 / 30],  # REALM: epochs 10, 15, 20 of 30
+    "dilation_radii": [2, 4, 6],
+    "token_drop": 0.3,
+    "token_drop_from": 8 / 30,  # REALM: from epoch 8
+}
+
+
+class DistillModule(nn.Module):
+    def __init__(self, model, settings: dict):
+        super().__init__()
+        self.model = model
+        self.s = settings
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model.encoder.set_trainable()
+        self.projector = None
+        if "gep" in settings["losses"]:
+            dim = model.encoder.embed_dim
+            self.projector = nn.ModuleDict({"student": GEPProjector(dim),
+                                            "teacher": GEPProjector(dim)})
+
+    def mask_for(self, batch: Batch, progress: float) -> torch.Tensor | None:
+        s = self.s
+        if s["mask"] == "none":
+            return None
+        if s["mask"] == "activation":
+            return batch.counts >= float(s["activation_tau"])
+        if s["mask"] == "occupancy":
+            radius = curriculum_radius(progress, s["dilation_milestones"], s["dilation_radii"])
+            return dilate_mask(batch.counts > 0, radius)
+        raise ValueError(f"unknown mask {s['mask']!r}")
+
+    def forward(self, batch: Batch, progress: float) -> dict[str, torch.Tensor]:
+        model, s = self.model, self.s
+        with torch.no_grad():
+            target = model.teacher(batch.images_clean)
+        drop = float(s["token_drop"]) if progress >= float(s["token_drop_from"]) else 0.0
+        student = model.encoder(batch.voxels, drop_ratio=drop)
+        t_patch = target.patch
+        mask = self.mask_for(batch, progress)
+        mask = None if mask is None else mask.flatten(1)
+        if student.keep_indices is not None:
+            idx = student.keep_indices
+            t_patch = t_patch.gather(1, idx[..., None].expand(-1, -1, t_patch.shape[-1]))
+            mask = None if mask is None else mask.gather(1, idx)
+        out: dict[str, torch.Tensor] = {"token_drop": torch.tensor(drop),
+                                        "mask_fraction": mask.float().mean() if mask is not None
+                                        else torch.tensor(1.0)}
+        total = t_patch.new_zeros(())
+        for name, weight in s["losses"].items():
+            if name == "realm":
+                r = realm_loss(student.patch, t_patch, student.cls, target.cls, mask,
+                               RealmLossWeights(**s["realm_weights"]))
+            elif name == "scaleevent":
+                r = scaleevent_loss(student.patch, t_patch, mask, **s["scaleevent"])
+            elif name == "gep":
+                r = gep_stage1_loss(student.patch, t_patch,
+                                    self.projector["student"](student.patch, mask),
+                                    self.projector["teacher"](t_patch.detach(), mask), mask,
+                                    **s["gep"])
+            else:
+                raise ValueError(f"unknown distillation loss {name!r}")
+            total = total + float(weight) * r["loss"]
+            out.update({f"{name}_{k}": v for k, v in r.items() if k != "loss"})
+        out["loss"] = total
+        return out
+
+
+class DistillTask(Task):
+    def __init__(self, config: dict):
+        section = config.get("distill", {})
+        settings = {**DEFAULTS, **{k: v for k, v in section.items() if k in DEFAULTS}}
+        self.model = build_model(config.get("model", {}), section.get("init"))
+        self.module = DistillModule(self.model, settings)
+        self.dataset_root = config["data"]["root"]
+        self.steps = int(config.get("run", {}).get("steps", 1)) if "steps" not in section else \
+            int(section["steps"])
+
+    def trainable(self) -> nn.Module:
+        return self.module
+
+    def dataset(self):
+        return load_dataset(self.dataset_root, "train")
+
+    def collate(self, samples):
+        return samples
+
+    def losses(self, samples, step: int) -> dict[str, torch.Tensor]:
+        device = next(self.module.parameters()).device
+        model = self.model
+        grid = model.encoder.backbone.grid_size(*model.img_size)
+        batch = to_batch(samples, model.img_size, model.config.num_bins, grid, device)
+        return self.ddp_module(batch, step / max(1, self.steps))
+
+    def save_final(self, out_dir: Path) -> None:
+        save_stage_model(self.model, out_dir)

@@ -1,0 +1,189 @@
+"""``evaluate`` stage: held-out recordings, three ways — the teacher on clean RGB, the teacher on
+the RGB the camera delivered (degraded where the recording is), and the student on events.
+
+Depth (MAE at 10/20/30 m, AbsRel, RMSE, delta1), segmentation (mIoU, pixel accuracy) and relative
+pose between frames (AUC of rotation error at 5/10/20 degrees, median errors). Writes
+``metrics.json``, ``metrics.md`` and PNG plots (a qualitative mosaic, error versus depth).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from event_fm.training.data.dataset import ShardDataset
+from event_fm.training.metrics import (
+    DepthMetrics,
+    SegmentationMetrics,
+    pose_auc,
+    rotation_error_deg,
+    translation_angle_deg,
+)
+from event_fm.training.stages.common import Batch, to_batch
+from tqdm import tqdm
+
+from event_fm.models import EventFM, estimate_relative_pose, find_matches, load_model
+
+MODES = ("teacher_rgb", "teacher_delivered_rgb", "student_events")
+DEPTH_BINS = np.arange(0, 85, 5.0)
+
+
+class ModeAccumulator:
+    def __init__(self, num_classes: int):
+        self.depth = DepthMetrics()
+        self.seg = SegmentationMetrics(num_classes)
+        self.rot_errors: list[float] = []
+        self.trans_errors: list[float] = []
+        self.abs_err_by_depth = np.zeros(len(DEPTH_BINS) - 1)
+        self.count_by_depth = np.zeros(len(DEPTH_BINS) - 1)
+        self.features: list[tuple] = []  # (source, stamp, descriptors, confidence, pose, K)
+
+    def add_depth(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        self.depth.update(pred, gt)
+        valid = np.isfinite(gt) & (gt > 0)
+        idx = np.digitize(gt[valid], DEPTH_BINS) - 1
+        ok = (idx >= 0) & (idx < len(self.count_by_depth))
+        np.add.at(self.abs_err_by_depth, idx[ok], np.abs(pred[valid] - gt[valid])[ok])
+        np.add.at(self.count_by_depth, idx[ok], 1)
+
+    def result(self) -> dict:
+        out = {}
+        if self.depth.sums:
+            out.update(self.depth.compute())
+        if self.seg.confusion.sum():
+            seg = self.seg.compute()
+            out["miou"], out["pixel_acc"] = seg["miou"], seg["pixel_acc"]
+        if self.rot_errors:
+            out.update({f"pose_{k}": v for k, v in pose_auc(self.rot_errors).items()})
+            out["pose_median_rot_deg"] = float(np.nanmedian(self.rot_errors))
+            finite = [e for e in self.trans_errors if np.isfinite(e)]
+            out["pose_median_trans_deg"] = float(np.median(finite)) if finite else float("nan")
+            out["pose_pairs"] = len(self.rot_errors)
+        return out
+
+
+def _outputs(model: EventFM, batch: Batch, mode: str) -> dict:
+    with torch.inference_mode():
+        if mode == "student_events":
+            return model.forward_events(batch.voxels)
+        images = batch.images_clean if mode == "teacher_rgb" else batch.images
+        return model.forward_image(images)
+
+
+def _pose_errors(acc: ModeAccumulator, stride: int, gap: int) -> None:
+    feats = acc.features
+    for i in range(len(feats) - gap):
+        a, b = feats[i], feats[i + gap]
+        if a[0] != b[0] or a[4] is None or a[5] is None:
+            continue
+        k0, k1, _ = find_matches(a[2], a[3], b[2], b[3], stride=stride, max_keypoints=1024,
+                                 nms_radius=1)
+        est = estimate_relative_pose(k0.numpy(), k1.numpy(), a[5], b[5],
+                                     threshold_px=max(1.0, stride / 4))
+        T = np.linalg.inv(b[4]) @ a[4]  # camera 0 -> camera 1
+        if est.ok:
+            acc.rot_errors.append(rotation_error_deg(est.R, T[:3, :3]))
+            acc.trans_errors.append(translation_angle_deg(est.t.reshape(3), T[:3, 3]))
+        else:
+            acc.rot_errors.append(float("inf"))
+            acc.trans_errors.append(float("nan"))
+    acc.features = []
+
+
+def evaluate_set(model: EventFM, dataset: ShardDataset, batch_size: int = 8,
+                 pose_gap: int = 2, max_samples: int | None = None, progress: bool = True,
+                 mosaic_path: Path | None = None) -> dict[str, dict]:
+    device = next(model.parameters()).device
+    grid = model.encoder.backbone.grid_size(*model.img_size)
+    n = len(dataset) if max_samples is None else min(max_samples, len(dataset))
+    accs = {m: ModeAccumulator(len(model.config.class_names)) for m in MODES}
+    has_delivered = False
+    mosaic_rows = []
+    for start in tqdm(range(0, n, batch_size), disable=not progress, unit="batch",
+                      leave=False):
+        samples = [dataset[i] for i in range(start, min(n, start + batch_size))]
+        batch = to_batch(samples, model.img_size, model.config.num_bins, grid, device)
+        if batch.images is None:
+            modes = ["student_events"]
+        else:
+            delivered_differs = any(s.image_clean is not None for s in samples)
+            has_delivered |= delivered_differs
+            modes = list(MODES) if delivered_differs else ["teacher_rgb", "student_events"]
+        for mode in modes:
+            out = _outputs(model, batch, mode)
+            acc = accs[mode]
+            for j, s in enumerate(samples):
+                if "depth" in out and batch.depth is not None:
+                    acc.add_depth(out["depth"][j, 0].float().cpu().numpy(),
+                                  batch.depth[j].cpu().numpy())
+                if "semantic_logits" in out and batch.semantic is not None:
+                    acc.seg.update(out["semantic_logits"][j].argmax(0).cpu().numpy(),
+                                   batch.semantic[j].cpu().numpy())
+                if "descriptors" in out:
+                    acc.features.append((s.source, s.stamp_ns, out["descriptors"][j].cpu(),
+                                         out["confidence"][j].cpu(), s.pose,
+                                         None if batch.K is None else batch.K[j].cpu().numpy()))
+            if mosaic_path is not None and start == 0:
+                mosaic_rows.append((mode, batch, out))
+        for acc in accs.values():
+            if len(acc.features) > 64:  # keep memory bounded; pairs across chunk edges are lost
+                _pose_errors(acc, model.config.matching_stride, pose_gap)
+    for acc in accs.values():
+        _pose_errors(acc, model.config.matching_stride, pose_gap)
+    if mosaic_path is not None and mosaic_rows:
+        from event_fm.training.plots import save_mosaic
+
+        save_mosaic(mosaic_path, mosaic_rows)
+    results = {m: accs[m].result() for m in MODES if m != "teacher_delivered_rgb"
+               or has_delivered}
+    results["_depth_curve"] = {m: (accs[m].abs_err_by_depth / np.maximum(1, accs[m]
+                                                                          .count_by_depth))
+                               .tolist() for m in results}
+    return results
+
+
+def run_evaluate(config: dict, out_dir: Path, progress: bool = True) -> dict:
+    section = config.get("evaluate", {})
+    checkpoint = section.get("init")
+    if not checkpoint:
+        raise ValueError("evaluate.init must name the checkpoint to evaluate")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model(checkpoint, device=device)
+    sets = section.get("sets") or {"val": {"root": config["data"]["root"], "split": "val"}}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {"checkpoint": str(checkpoint), "sets": {}}
+    for name, spec in sets.items():
+        dataset = ShardDataset(spec["root"], spec.get("split", "val"))
+        report["sets"][name] = evaluate_set(
+            model, dataset, int(section.get("batch_size", 8)), int(section.get("pose_gap", 2)),
+            section.get("max_samples"), progress, out_dir / f"mosaic_{name}.png")
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=1))
+    (out_dir / "metrics.md").write_text(markdown_table(report))
+    from event_fm.training.plots import save_depth_curves
+
+    save_depth_curves(out_dir / "depth_error_vs_depth.png", report)
+    return report
+
+
+COLUMNS = [("depth_mae_10m", "MAE@10m"), ("depth_mae_20m", "MAE@20m"),
+           ("depth_mae_30m", "MAE@30m"), ("absrel", "AbsRel"), ("rmse", "RMSE"),
+           ("delta1", "d<1.25"), ("miou", "mIoU"), ("pixel_acc", "Acc"),
+           ("pose_auc_5", "AUC@5"), ("pose_auc_10", "AUC@10"), ("pose_auc_20", "AUC@20"),
+           ("pose_median_rot_deg", "med. rot err")]
+
+
+def markdown_table(report: dict) -> str:
+    lines = [f"Checkpoint: `{report['checkpoint']}`", ""]
+    for name, results in report["sets"].items():
+        lines += [f"### {name}", "", "| input | " + " | ".join(c[1] for c in COLUMNS) + " |",
+                  "|---" * (len(COLUMNS) + 1) + "|"]
+        for mode, values in results.items():
+            if mode.startswith("_"):
+                continue
+            cells = [f"{values[k]:.3f}" if isinstance(values.get(k), float) else "-"
+                     for k, _ in COLUMNS]
+            lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)

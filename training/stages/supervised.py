@@ -1,0 +1,125 @@
+"""``teacher`` and ``heads`` stages: task heads on RGB features (REALM's protocol: heads are
+trained on the frozen image teacher and then applied to event features unchanged).
+
+``teacher`` exists only for setups without a real foundation model: it also trains the small
+image backbone, multi-task on the simulator's ground truth, so its features carry geometry and
+semantics. With DINOv2/DINOv3/DUNE weights, skip it and run ``heads`` directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from event_fm.training.losses.tasks import (
+    correspondences,
+    depth_loss,
+    matching_loss,
+    segmentation_loss,
+)
+from event_fm.training.runner import Task
+from event_fm.training.stages.common import (
+    Batch,
+    PairDataset,
+    build_model,
+    copy_teacher_into_student,
+    load_dataset,
+    save_stage_model,
+    to_batch,
+)
+from torch import nn
+
+
+class RGBHeadsModule(nn.Module):
+    """Forward = the multi-task loss of one batch pair (so DDP syncs what trains)."""
+
+    def __init__(self, model, weights: dict[str, float], train_backbone: bool):
+        super().__init__()
+        self.model = model
+        self.weights = weights
+        self.train_backbone = train_backbone
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in model.heads.parameters():
+            p.requires_grad_(True)
+        if train_backbone:
+            for p in model.teacher.backbone.parameters():
+                p.requires_grad_(True)
+        cfg = model.config
+        self.class_weights = torch.tensor(
+            cfg.extra.get("class_weights", [1.0] * len(cfg.class_names)), dtype=torch.float32)
+
+    def forward(self, a: Batch, b: Batch) -> dict[str, torch.Tensor]:
+        model = self.model
+        images = torch.cat([a.images_clean, b.images_clean])
+        with torch.set_grad_enabled(self.train_backbone):
+            feats = model.teacher(images)
+        if not self.train_backbone:
+            feats.cls, feats.patch = feats.cls.detach(), feats.patch.detach()
+        size = tuple(images.shape[-2:])
+        heads = [h for h in ("depth", "segmentation", "matching") if h in model.heads]
+        out = model.forward_heads(feats, size, heads)
+        losses: dict[str, torch.Tensor] = {}
+        total = images.new_zeros(())
+        n = a.voxels.shape[0]
+        lo, hi = model.config.depth_range
+        if "depth" in out and a.depth is not None:
+            d = depth_loss(out["depth"][:, 0], torch.cat([a.depth, b.depth]), lo, hi)
+            losses["depth"] = d["loss"]
+            total = total + self.weights.get("depth", 1.0) * d["loss"]
+        if "semantic_logits" in out and a.semantic is not None:
+            s = segmentation_loss(out["semantic_logits"], torch.cat([a.semantic, b.semantic]),
+                                  self.class_weights.to(images.device))
+            losses["segmentation"] = s["loss"]
+            total = total + self.weights.get("segmentation", 1.0) * s["loss"]
+        if "descriptors" in out and a.pose is not None and a.K is not None and a.depth is not None:
+            stride = model.config.matching_stride
+            uv1, valid = correspondences(a.depth, a.pose, b.pose, a.K, stride, b.depth)
+            desc = out["descriptors"]
+            m = matching_loss(desc[:n], desc[n:], uv1, valid, size)
+            conf = out["confidence"][:n, 0]
+            # confidence learns where correspondences exist (textured, visible in both views)
+            target = valid.float()
+            conf = conf.float().clamp(1e-4, 1 - 1e-4)  # explicit BCE: autocast-safe on CUDA
+            c = -(target * conf.log() + (1 - target) * (1 - conf).log()).mean()
+            losses["matching"] = m
+            losses["confidence"] = c
+            total = total + self.weights.get("matching", 1.0) * (m + 0.5 * c)
+        losses["loss"] = total
+        return losses
+
+
+class RGBHeadsTask(Task):
+    def __init__(self, config: dict, stage: str):
+        self.config = config
+        self.stage = stage
+        section = config.get(stage, {})
+        init = section.get("init")
+        self.model = build_model(config.get("model", {}), init)
+        train_backbone = stage == "teacher"
+        self.module = RGBHeadsModule(self.model, section.get("loss_weights", {}), train_backbone)
+        self.dataset_root = config["data"]["root"]
+        self.pair_gap = int(section.get("pair_gap", 2))
+        self.device = None
+
+    def trainable(self) -> nn.Module:
+        return self.module
+
+    def dataset(self):
+        return PairDataset(load_dataset(self.dataset_root, "train"), self.pair_gap)
+
+    def collate(self, pairs):
+        return pairs
+
+    def losses(self, pairs, step: int) -> dict[str, torch.Tensor]:
+        device = next(self.module.parameters()).device
+        model = self.model
+        grid = model.encoder.backbone.grid_size(*model.img_size)
+        a = to_batch([p[0] for p in pairs], model.img_size, model.config.num_bins, grid, device)
+        b = to_batch([p[1] for p in pairs], model.img_size, model.config.num_bins, grid, device)
+        return self.ddp_module(a, b)
+
+    def save_final(self, out_dir: Path) -> None:
+        if self.stage == "teacher":
+            copy_teacher_into_student(self.model)
+        save_stage_model(self.model, out_dir)
