@@ -2,7 +2,8 @@
 
 Stages: dataset (bags -> shards), teacher (small image teacher; skip with real foundation
 weights), distill (event student from the frozen teacher), heads (task heads on the teacher's RGB
-features), evaluate (held-out recordings). ``torchrun --nproc_per_node N -m event_fm.training``
+features), evaluate (held-out recordings), export (LoRA merged, teacher dropped: what the nodes
+load). ``torchrun --nproc_per_node N -m event_fm.training``
 runs the training stages with DDP.
 """
 
@@ -14,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-STAGES = ("dataset", "teacher", "distill", "heads", "evaluate")
+STAGES = ("dataset", "teacher", "distill", "heads", "evaluate", "export")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +63,13 @@ def run_stage(stage: str, config: dict, out_dir: Path, steps: int | None = None,
         print(f"dataset: {sum(r.samples for r in results)} samples from {len(results)} "
               f"recordings into {data['root']} ({len(failed)} failed)")
         return summary
+    if stage == "export":
+        from event_fm.training.export import export_for_deployment
+
+        section = config.get("export", {})
+        path = export_for_deployment(section["init"], out_dir, section.get("note", ""))
+        print(f"export: deployable checkpoint in {path}")
+        return {"checkpoint": str(path)}
     if stage == "evaluate":
         from event_fm.training.stages.evaluate import run_evaluate
 

@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("event_fm.cli.convert", "convert between .raw, AEDAT4, text, HDF5 and rosbag2"),
     "simulate": ("event_fm.cli.simulate", "simulate event-camera recordings with ground truth"),
     "replay": ("event_fm.cli.replay", "publish a rosbag2 over DDS with its timing and QoS"),
+    "run": ("event_fm.cli.run", "run the perception (and recorder) nodes in one process"),
+    "eval": ("event_fm.cli.eval", "replay a recording through the nodes and score the outputs"),
     "train": ("event_fm.training.cli", "training stages: dataset, teacher, distill, heads, "
               "evaluate"),
 }

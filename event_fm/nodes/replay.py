@@ -62,7 +62,9 @@ class BagReplayer:
             time.sleep(0.05)
         return False
 
-    def play_once(self, should_stop=lambda: False) -> None:
+    def play_once(self, should_stop=lambda: False, on_publish=None) -> None:
+        """Publish every message once at the recorded pace; ``on_publish(topic, log_time_ns,
+        wall_time)`` is told about each (latency measurements use it)."""
         start_wall, start_bag = time.monotonic(), None
         with BagReader(self.bag_path) as bag:
             for message in bag.messages(list(self.publishers)):
@@ -76,6 +78,8 @@ class BagReplayer:
                     time.sleep(delay)
                 self.publishers[message.topic].publish(bytes(message.raw))
                 self.stats.published += 1
+                if on_publish is not None:
+                    on_publish(message.topic, message.log_time_ns, time.monotonic())
         self.stats.loops += 1
 
 

@@ -52,9 +52,9 @@ def event_counts(sample: Sample, grid: tuple[int, int]) -> np.ndarray:
 def to_batch(samples: list[Sample], model_size: tuple[int, int], num_bins: int,
              grid: tuple[int, int], device: torch.device) -> Batch:
     size = tuple(model_size)
-    voxels = torch.stack([
-        _resize(voxel_grid(s.events, num_bins, s.height, s.width, s.t_start, s.t_end)[None],
-                size, "bilinear")[0] for s in samples]).to(device)
+    voxels = torch.stack([  # voxelized on the training device (GPU when there is one)
+        _resize(voxel_grid(s.events, num_bins, s.height, s.width, s.t_start, s.t_end,
+                           device=device)[None], size, "bilinear")[0] for s in samples])
 
     def stack_images(name: str) -> torch.Tensor | None:
         arrays = [getattr(s, name) for s in samples]

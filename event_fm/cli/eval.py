@@ -1,0 +1,76 @@
+"""``event-fm eval BAG --checkpoint CKPT``: replay a recording through the nodes over DDS and
+score the outputs against its ground-truth topics (report: JSON, markdown, PNG mosaic, latency
+histogram)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bag", help="recording with /gt/depth, /gt/semantic, /gt/pose topics")
+    parser.add_argument("--checkpoint", default=None, help="model (default: the embedded one)")
+    parser.add_argument("--out", default="out/eval", help="report directory")
+    parser.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--window-ms", type=float, default=50.0)
+
+
+def checkpoint_note(path: Path) -> str:
+    """What the checkpoint is, in its own words (config.json 'extra.note'), for the report."""
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    return str(config.get("extra", {}).get("note", ""))
+
+
+def summary_lines(report: dict) -> list[str]:
+    m = report["metrics"]
+    lines = []
+    if report.get("checkpoint_note"):
+        lines.append(f"NOTE: {report['checkpoint_note']}")
+    if "depth_mae_10m" in m:
+        lines.append(f"depth: MAE@10m {m['depth_mae_10m']:.2f} m, @20m {m['depth_mae_20m']:.2f}"
+                     f" m, @30m {m['depth_mae_30m']:.2f} m, AbsRel {m['absrel']:.3f}")
+    if "miou" in m:
+        lines.append(f"semantic: mIoU {m['miou']:.3f}, pixel accuracy {m['pixel_acc']:.3f}")
+    if "pose_auc_10" in m:
+        lines.append(f"pose: AUC@5/10/20 {m['pose_auc_5']:.3f}/{m['pose_auc_10']:.3f}/"
+                     f"{m['pose_auc_20']:.3f}, median rotation error "
+                     f"{m['pose_median_rot_deg']:.2f} deg")
+    if "latency_ms" in m:
+        lat = m["latency_ms"]
+        lines.append(f"latency packet->depth: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms, "
+                     f"p99 {lat['p99']:.0f} ms")
+    d = report.get("diagnostics", {})
+    lines.append(f"windows: {d.get('windows_processed', '?')} processed, "
+                 f"{d.get('windows_dropped_behind', 0)} dropped (behind), "
+                 f"{d.get('windows_dropped_stale', 0)} dropped (stale); "
+                 f"scored {m['scored_windows']}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    from event_fm.nodes.evaluation import evaluate_bag
+    from event_fm.nodes.perception_node import default_checkpoint
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    if not checkpoint.exists():
+        print(f"event-fm eval: checkpoint not found: {checkpoint}", file=sys.stderr)
+        return 1
+    if not Path(args.bag).exists():
+        print(f"event-fm eval: no such bag: {args.bag}", file=sys.stderr)
+        return 1
+    try:
+        report = evaluate_bag(args.bag, checkpoint, args.out, args.rate, args.device,
+                              args.window_ms, checkpoint_note(checkpoint))
+    except (RuntimeError, ValueError) as exc:
+        print(f"event-fm eval: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(summary_lines(report)))
+    print(f"report: {Path(args.out) / 'report.md'} (mosaic.png, latency.png, report.json)")
+    return 0

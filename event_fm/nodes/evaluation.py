@@ -1,0 +1,144 @@
+"""``event-fm eval``: a recording through the real node graph over DDS, scored against its
+ground truth. The bag is replayed by a publisher node, perception_node processes it exactly as
+on a robot, and a collector node records the outputs and when they arrived."""
+
+from __future__ import annotations
+
+import threading
+import time
+from bisect import bisect_left
+from pathlib import Path
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from scipy.spatial.transform import Rotation
+from sensor_msgs.msg import Image
+
+from event_fm.io.msg_definitions import EVENT_TYPES
+from event_fm.io.rosbag import BagReader
+from event_fm.nodes import perception_params
+from event_fm.nodes.graph import overrides
+from event_fm.nodes.perception_node import PerceptionNode
+from event_fm.nodes.replay import BagReplayer
+from event_fm.pipeline.scoring import GroundTruth, Outputs, score, write_report
+
+NODE = "event_fm_perception"
+
+
+def _stamp(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def _image_array(msg: Image) -> np.ndarray:
+    dtype = {"32FC1": np.float32, "mono8": np.uint8, "rgb8": np.uint8}[msg.encoding]
+    a = np.frombuffer(bytes(msg.data), dtype=dtype)
+    return a.reshape(msg.height, msg.width, -1).squeeze(-1) if msg.encoding != "rgb8" \
+        else a.reshape(msg.height, msg.width, 3)
+
+
+class Collector(Node):
+    def __init__(self, outputs: Outputs):
+        super().__init__("event_fm_eval_collector")
+        self.outputs = outputs
+        self.arrivals: dict[int, float] = {}
+        self.last_output = time.monotonic()
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
+                         reliability=ReliabilityPolicy.RELIABLE)
+        for name in ("depth", "semantic", "events_image"):
+            self.create_subscription(Image, f"/{NODE}/{name}",
+                                     lambda m, n=name: self._on_image(n, m), qos)
+        self.create_subscription(PoseStamped, f"/{NODE}/pose", self._on_pose, qos)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+
+    def _on_image(self, name: str, msg: Image) -> None:
+        stamp = _stamp(msg)
+        getattr(self.outputs, name)[stamp] = _image_array(msg).copy()
+        if name == "depth":
+            self.arrivals[stamp] = time.monotonic()
+        self.last_output = time.monotonic()
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        q, p = msg.pose.orientation, msg.pose.position
+        T = np.eye(4)
+        T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
+        T[:3, 3] = [p.x, p.y, p.z]
+        self.outputs.pose[_stamp(msg)] = T
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == "event_fm: perception":
+                self.outputs.diagnostics = {kv.key: kv.value for kv in status.values}
+
+
+def evaluate_bag(bag_path: str | Path, checkpoint: str | Path, out_dir: str | Path,
+                 rate: float = 1.0, device: str = "auto", window_ms: float = 50.0,
+                 checkpoint_note: str = "") -> dict:
+    import rclpy
+
+    bag_path, out_dir = Path(bag_path), Path(out_dir)
+    with BagReader(bag_path) as bag:
+        topics = bag.topics
+    events = [t for t, s in topics.items() if s.msgtype in EVENT_TYPES]
+    if not events:
+        raise ValueError(f"{bag_path}: no event topic")
+    has_images = "/camera/image_raw" in topics
+    params = {"checkpoint": str(checkpoint), "device": device, "event_topic": events[0],
+              "event_msg_type": topics[events[0]].msgtype, "window_ms": window_ms,
+              "image_topic": "/camera/image_raw" if has_images else "",
+              "window_mode": "frame" if has_images else "rate",
+              "camera_info_topic": "/camera/camera_info" if "/camera/camera_info" in topics
+              else "", "diagnostics_period_s": 0.5, "heads": ["depth", "semantic", "pose"]}
+    outputs = Outputs()
+    published: list[tuple[int, float]] = []  # (event packet log time, wall time)
+    rclpy.init()
+    executor = MultiThreadedExecutor(num_threads=3)
+    perception = PerceptionNode(parameter_overrides=overrides(params, perception_params.PARAMS))
+    collector = Collector(outputs)
+    player = Node("event_fm_eval_player")
+    try:
+        for node in (perception, collector, player):
+            executor.add_node(node)
+        for step in (perception.trigger_configure, perception.trigger_activate):
+            if step() != TransitionCallbackReturn.SUCCESS:
+                raise RuntimeError(f"perception_node: {step.__name__} failed; see its log")
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        replayer = BagReplayer(player, str(bag_path), rate=rate)
+        replayer.wait_for_subscribers(30.0, [events[0]])
+
+        def on_publish(topic: str, log_time: int, wall: float) -> None:
+            if topic == events[0]:
+                published.append((log_time, wall))
+
+        replayer.play_once(on_publish=on_publish)
+        collector.last_output = time.monotonic()
+        while time.monotonic() - collector.last_output < 3.0:  # drain the last windows
+            time.sleep(0.1)
+        time.sleep(0.6)  # one more diagnostics period
+    finally:
+        perception._running.clear()
+        executor.shutdown()
+        for node in (perception, collector, player):
+            node.destroy_node()
+        rclpy.shutdown()
+
+    log_times = [p[0] for p in published]
+    for stamp, arrived in collector.arrivals.items():
+        i = bisect_left(log_times, stamp)  # first packet at or after the window end
+        if i < len(published):
+            outputs.latency_s.append(max(0.0, arrived - published[i][1]))
+    gt = GroundTruth.from_bag(bag_path)
+    report = {"bag": str(bag_path), "checkpoint": str(checkpoint),
+              "checkpoint_note": checkpoint_note, "rate": rate,
+              "metrics": score(outputs, gt), "diagnostics": outputs.diagnostics,
+              "outputs": {"depth": len(outputs.depth), "semantic": len(outputs.semantic),
+                          "pose": len(outputs.pose)},
+              "ground_truth": {"depth": len(gt.depth), "semantic": len(gt.semantic),
+                               "pose": len(gt.pose)}}
+    write_report(out_dir, report, outputs, gt)
+    return report
