@@ -4,7 +4,8 @@ PY := $(VENV)/bin/python
 RUN := EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/with_env.sh
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint bench lock clean
+.PHONY: setup test lint bench lock clean demo demo-bag train-smoke
+SIM := data/generated/default_sim
 
 setup:
 	@EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/setup.sh
@@ -27,3 +28,23 @@ lock: setup
 
 clean:
 	rm -rf build out .pytest_cache
+
+# The main job on the embedded default: node graph + bag replay over DDS + evaluation.
+demo: setup
+	$(RUN) $(PY) -m event_fm.cli.main eval demo/bag --checkpoint models/default --out out/demo
+
+# Regenerate the shipped demo recording (held-out seed, not in any training set).
+demo-bag: setup
+	rm -rf demo/bag
+	$(RUN) $(PY) -m event_fm.cli.main simulate --out demo/bag --scene street --duration 2 \
+	  --resolution 240x180 --seed 999
+
+# Reproduce models/default (the smoke checkpoint) from scratch.
+train-smoke: setup
+	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_default_data.sh $(SIM)
+	$(RUN) $(PY) -m event_fm.cli.main train dataset --config training/configs/demo_smoke.yaml
+	for stage in teacher distill heads evaluate; do \
+	  $(RUN) $(PY) -m event_fm.cli.main train $$stage --config training/configs/demo_smoke.yaml \
+	  || exit 1; done
+	$(RUN) $(PY) -m event_fm.cli.main train export --config training/configs/demo_smoke.yaml \
+	  --out models/default

@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config, args.set)
-        out_dir = stage_out(config, args.stage, args.out)
+        out_dir = (Path(args.out) if args.stage == "export" and args.out
+                   else stage_out(config, args.stage, args.out))
         summary = run_stage(args.stage, config, out_dir, args.steps, args.workers)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"event-fm train {args.stage}: {exc}", file=sys.stderr)
