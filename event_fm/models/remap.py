@@ -34,8 +34,9 @@ __all__ = [
     "unwrap_checkpoint",
 ]
 
-#: Container keys that training scripts wrap state dicts in, most specific first.
-_CONTAINER_KEYS = ("model", "state_dict", "module")
+#: Container keys that training scripts wrap state dicts in, in order of preference (DINO-style
+#: training checkpoints hold 'student' and 'teacher'; the teacher is the one to use).
+_CONTAINER_KEYS = ("model", "state_dict", "module", "teacher")
 _CHUNKED_BLOCK = re.compile(r"^blocks\.\d+\.(\d+)\.")
 
 
@@ -75,8 +76,8 @@ def unwrap_checkpoint(checkpoint: Mapping) -> dict[str, torch.Tensor]:
 def strip_encoder_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Keep the ViT under whatever prefix wraps it (``encoder.``, ``model.``, ...).
 
-    The prefix is found from the first transformer block's norm; when several modules carry a ViT
-    (e.g. student and teacher), the one named 'encoder' or 'student' wins, then the shortest.
+    The prefix is found from the first transformer block's norm; when several modules carry a ViT,
+    one named 'encoder' or 'student' (DUNE's distilled encoder) wins, then the shortest.
     """
     found = set()
     for key in state:

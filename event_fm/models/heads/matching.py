@@ -63,7 +63,7 @@ def detect_keypoints(
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Top-k local maxima of a confidence map (B, 1, h, w) at ``stride`` pixels per cell.
 
-    Returns per sample (keypoints (K, 2) as pixel x, y of the cell centres, scores (K,)),
+    Returns per sample (keypoints (K, 2) float32 pixel x, y of the cell centres, scores (K,)),
     strongest first.
     """
     if confidence.ndim == 3:
@@ -81,7 +81,7 @@ def detect_keypoints(
     for i in range(b):
         keep = scores[i] > min_confidence
         idx = index[i][keep]
-        xy = torch.stack([idx % w, idx // w], dim=1).to(confidence.dtype)
+        xy = torch.stack([idx % w, idx // w], dim=1).float()  # float32 even for fp16 maps
         out.append(((xy + 0.5) * stride - 0.5, scores[i][keep]))
     return out
 
@@ -91,6 +91,7 @@ def sample_descriptors(
 ) -> torch.Tensor:
     """Bilinearly sample a descriptor map (D, h, w) at pixel keypoints (K, 2); (K, D) normalized."""
     d, h, w = descriptors.shape
+    keypoints = keypoints.float()
     scale = keypoints.new_tensor([w * stride, h * stride])
     grid = (keypoints + 0.5) / scale * 2 - 1  # pixel centres -> [-1, 1], align_corners=False
     sampled = F.grid_sample(
