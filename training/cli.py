@@ -114,8 +114,9 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"event-fm train {args.stage}: {exc}", file=sys.stderr)
         return 1
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    if args.stage != "export":  # the export directory holds exactly the checkpoint
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -96,7 +96,7 @@ def evaluate_bag(bag_path: str | Path, checkpoint: str | Path, out_dir: str | Pa
     outputs = Outputs()
     published: list[tuple[int, float]] = []  # (event packet log time, wall time)
     rclpy.init()
-    executor = MultiThreadedExecutor(num_threads=3)
+    executor = SingleThreadedExecutor()
     perception = PerceptionNode(parameter_overrides=overrides(params, perception_params.PARAMS))
     collector = Collector(outputs)
     player = Node("event_fm_eval_player")

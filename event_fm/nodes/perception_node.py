@@ -323,7 +323,7 @@ class PerceptionNode(LifecycleNode):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
     args = list(sys.argv if argv is None else argv)
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     args = [a for a in args if a != "--no-autostart"]
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = PerceptionNode()
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     code = 0
     try:

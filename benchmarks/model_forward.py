@@ -1,0 +1,145 @@
+"""EventFM forward time and peak memory at the preset's default resolution, batch 1.
+
+Cases: events with all heads, events with depth only (and with the cheaper depth_logit_stride
+4), the event encoder alone, and the RGB teacher with all heads. Time is the median of
+``--repeat`` calls after ``--warmup``; each case runs in a fresh process so that its peak memory
+is its own. CPU memory is the peak resident-set growth over the process before the first forward
+(ru_maxrss; torch allocations are invisible to tracemalloc); on CUDA it is
+torch.cuda.max_memory_allocated above the weights.
+
+    .venv/bin/python benchmarks/model_forward.py [--preset tiny] [--device cpu|cuda]
+        [--repeat 30] [--warmup 5] [--threads N] [--json]
+
+On a shared machine the load average is printed with the figures: read them next to it. With
+other processes busy, torch's default of one thread per core can stall on every op (each waits
+for a descheduled worker); ``--threads 1`` then gives the figures a dedicated core would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CASES = {
+    # name: (input, heads, config overrides)
+    "events_all_heads": ("events", None, {}),
+    "events_depth": ("events", ("depth",), {}),
+    "events_depth_stride4": ("events", ("depth",), {"depth_logit_stride": 4}),
+    "events_encoder_only": ("events", (), {}),
+    "image_all_heads": ("image", None, {}),
+}
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def run_case(name: str, preset: str, device: str, repeat: int, warmup: int) -> dict:
+    import torch
+
+    from event_fm.models import EventFM, EventFMConfig
+
+    source, heads, overrides = CASES[name]
+    torch.manual_seed(0)
+    model = EventFM(EventFMConfig(preset=preset, **overrides)).eval().to(device)
+    h, w = model.img_size
+    if source == "events":
+        x = torch.randn(1, model.config.num_bins, h, w, device=device)
+        forward = model.forward_events
+    else:
+        x = torch.rand(1, 3, h, w, device=device)
+        forward = model.forward_image
+    cuda = device.startswith("cuda")
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _rss_bytes()
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + repeat):
+            sync()
+            t0 = time.perf_counter()
+            forward(x, heads=heads)
+            sync()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    if cuda:
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    return {
+        "case": name,
+        "input": [1, int(x.shape[1]), h, w],
+        "median_ms": statistics.median(times) * 1e3,
+        "min_ms": min(times) * 1e3,
+        "peak_mb": max(peak, 0) / 2**20,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--json", action="store_true", help="print one JSON list")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(json.dumps(run_case(args.worker, args.preset, args.device, args.repeat,
+                                  args.warmup)))
+        return
+
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    results = []
+    for case in args.cases:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", case,
+               "--preset", args.preset, "--device", args.device,
+               "--repeat", str(args.repeat), "--warmup", str(args.warmup)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    threads = results[0]["threads"] if results else "?"
+    print(f"preset {args.preset} on {args.device} ({platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, {threads} torch threads, load average {load})")
+    print(f"{'case':24s} {'input':>16s} {'median ms':>10s} {'min ms':>8s} {'peak MB':>8s}")
+    for r in results:
+        shape = "x".join(str(s) for s in r["input"])
+        print(f"{r['case']:24s} {shape:>16s} {r['median_ms']:10.1f} {r['min_ms']:8.1f} "
+              f"{r['peak_mb']:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
