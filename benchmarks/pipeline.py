@@ -73,23 +73,30 @@ def subscription_path(rates_mev: list[float]) -> list[dict]:
     return rows
 
 
-def overhead(checkpoint: Path, bag: Path) -> dict:
+def overhead(checkpoint: Path, bag: Path) -> list[dict]:
+    """Per window: voxelization and post-processing versus the model forward, for the depth
+    path alone and for every output (semantics, pose with RANSAC, the events image)."""
     from event_fm.io.rosbag import BagReader
     from event_fm.pipeline.engine import EngineConfig, PerceptionEngine
 
-    engine = PerceptionEngine.from_checkpoint(checkpoint, EngineConfig(device="cpu"))
-    times = []
-    with BagReader(bag) as reader:
-        for message in reader.messages(["/event_camera/events"]):
-            engine.add_packet(reader.deserialize(message))
-            spec = engine.next_window()
-            if spec is not None:
-                times.append(engine.process(spec).latency_s)
-    times = times[2:]  # warm-up
-    infer = np.median([t["infer"] for t in times])
-    other = np.median([t["voxelize"] + t["postprocess"] for t in times])
-    return {"windows": len(times), "infer_ms": 1e3 * infer, "pipeline_ms": 1e3 * other,
-            "overhead_fraction": other / infer}
+    cases = {"depth only": ({"depth"}, False),
+             "depth+semantic+pose+events image": ({"depth", "semantic", "pose"}, True)}
+    rows = []
+    for name, (outputs, image) in cases.items():
+        engine = PerceptionEngine.from_checkpoint(checkpoint, EngineConfig(device="cpu"))
+        times = []
+        with BagReader(bag) as reader:
+            for message in reader.messages(["/event_camera/events"]):
+                engine.add_packet(reader.deserialize(message))
+                spec = engine.next_window()
+                if spec is not None:
+                    times.append(engine.process(spec, outputs, events_image=image).latency_s)
+        times = times[2:]  # warm-up
+        infer = float(np.median([t["infer"] for t in times]))
+        other = float(np.median([t["voxelize"] + t["postprocess"] for t in times]))
+        rows.append({"case": name, "windows": len(times), "infer_ms": 1e3 * infer,
+                     "pipeline_ms": 1e3 * other, "overhead_fraction": other / infer})
+    return rows
 
 
 def main() -> None:
@@ -107,10 +114,10 @@ def main() -> None:
               f"{row['capacity_mev_s']:>15.1f} {row['keeps_up']}")
 
     print("\n2. pipeline overhead vs model forward (demo recording, CPU, 1 thread)")
-    o = overhead(Path(args.checkpoint), Path(args.bag))
-    print(f"   infer {o['infer_ms']:.1f} ms, voxelize+postprocess {o['pipeline_ms']:.1f} ms "
-          f"-> overhead {100 * o['overhead_fraction']:.1f}% of the forward "
-          f"({o['windows']} windows)")
+    for o in overhead(Path(args.checkpoint), Path(args.bag)):
+        print(f"   {o['case']}: infer {o['infer_ms']:.1f} ms, voxelize+postprocess "
+              f"{o['pipeline_ms']:.1f} ms -> overhead {100 * o['overhead_fraction']:.1f}% of "
+              f"the forward ({o['windows']} windows)")
 
     if not args.skip_dds:
         from event_fm.nodes.evaluation import evaluate_bag
