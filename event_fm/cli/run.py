@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from event_fm.nodes.ros_types import install_stop_handlers
+
+    # first, so a Ctrl-C during the heavy imports below is not swallowed by them
+    stop = install_stop_handlers()
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn
@@ -27,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from event_fm.nodes import perception_params, recorder_node
     from event_fm.nodes.graph import overrides, yaml_parameters
     from event_fm.nodes.perception_node import PerceptionNode
-    from event_fm.nodes.ros_types import spin_until_interrupted
+    from event_fm.nodes.ros_types import spin_until_stopped
 
     try:
         perception = yaml_parameters(args.params, "event_fm_perception")
@@ -56,15 +60,15 @@ def run(args: argparse.Namespace) -> int:
             for step in (node.trigger_configure, node.trigger_activate):
                 if step() != TransitionCallbackReturn.SUCCESS:
                     raise RuntimeError(f"{node.get_name()}: {step.__name__} failed (see log)")
-        spin_until_interrupted(nodes[0], executor)
-    except KeyboardInterrupt:
-        pass
+        spin_until_stopped(stop, executor=executor)
     except (RuntimeError, ValueError) as exc:
         print(f"event-fm run: {exc}", file=sys.stderr)
         code = 1
     finally:
         for node in nodes:
             try:
+                if hasattr(node, "stop_worker"):
+                    node.stop_worker()
                 node.trigger_deactivate()
             except Exception:  # noqa: BLE001 - inactive nodes refuse; fine at shutdown
                 pass

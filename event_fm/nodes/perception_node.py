@@ -27,7 +27,12 @@ from event_fm.io.msg_definitions import LEGACY_ARRAY_TYPES
 from event_fm.nodes.image_msgs import array_to_image, check_image
 from event_fm.nodes.parameters import declare, read_and_validate, reject_invalid_updates
 from event_fm.nodes.perception_params import PARAMS
-from event_fm.nodes.ros_types import message_class, qos_from_name, spin_until_interrupted
+from event_fm.nodes.ros_types import (
+    install_stop_handlers,
+    message_class,
+    qos_from_name,
+    spin_until_stopped,
+)
 from event_fm.pipeline.engine import (
     EngineConfig,
     PerceptionEngine,
@@ -139,10 +144,14 @@ class PerceptionNode(LifecycleNode):
         self._diag_timer = self.create_timer(v["diagnostics_period_s"], self._publish_diagnostics)
         return super().on_activate(state)
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def stop_worker(self) -> None:
         self._running.clear()
         if self._worker is not None:
-            self._worker.join(timeout=10)
+            self._worker.join(timeout=30)
+            self._worker = None
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.stop_worker()
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
@@ -326,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
+    stop = install_stop_handlers()
     args = list(sys.argv if argv is None else argv)
     autostart = "--no-autostart" not in args
     args = [a for a in args if a != "--no-autostart"]
@@ -337,16 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if autostart:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                raise SystemExit(2)
-            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                raise SystemExit(3)
-        spin_until_interrupted(node, executor)
-    except KeyboardInterrupt:
-        pass
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+                code = 2
+            elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                code = 3
+        if code == 0:
+            spin_until_stopped(stop, executor=executor)
     finally:
-        node._running.clear()
+        node.stop_worker()  # before anything it publishes with is destroyed
         executor.shutdown()
         node.destroy_node()
         if rclpy.ok():

@@ -24,7 +24,12 @@ from event_fm.nodes.parameters import (
     read_and_validate,
     reject_invalid_updates,
 )
-from event_fm.nodes.ros_types import message_class, qos_from_name, spin_until_interrupted
+from event_fm.nodes.ros_types import (
+    install_stop_handlers,
+    message_class,
+    qos_from_name,
+    spin_until_stopped,
+)
 from event_fm.training.data.shards import ShardWriter
 from event_fm.training.data.sync import SampleAssembler, SyncConfig
 
@@ -135,25 +140,25 @@ class RecorderNode(LifecycleNode):
 def main(argv: list[str] | None = None) -> int:
     from rclpy.signals import SignalHandlerOptions
 
-    # keep the context alive on Ctrl-C so deactivation can flush the open shard
+    stop = install_stop_handlers()
+    # rclpy's own handlers off: the context must outlive Ctrl-C so the open shard is flushed
     rclpy.init(args=argv if argv is not None else sys.argv,
                signal_handler_options=SignalHandlerOptions.NO)
     node = RecorderNode()
+    code = 0
     try:
-        node.trigger_configure()
-        node.trigger_activate()
-        spin_until_interrupted(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        try:
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            code = 2
+        elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            code = 3
+        else:
+            spin_until_stopped(stop, node=node)
             node.trigger_deactivate()  # flushes the open shard
-        except Exception as exc:  # noqa: BLE001 - shutting down anyway
-            print(f"recorder_node: deactivate failed: {exc}", file=sys.stderr)
+    finally:
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import signal
+import threading
 
 import rclpy
 from rclpy.qos import (
@@ -45,17 +47,22 @@ def qos_from_name(name: str, depth: int = 10) -> QoSProfile:
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability)
 
 
-def spin_until_interrupted(node, executor=None) -> None:
-    """Spin in short slices so SIGINT/SIGTERM reach Python (as KeyboardInterrupt) even when
-    rclpy's own signal handling is off to let shutdown code still use the context."""
-    import signal
+def install_stop_handlers() -> threading.Event:
+    """SIGINT/SIGTERM only set a flag: an exception raised inside a transition callback or a
+    C++ call would leave the node half-started; the spin loop checks the flag instead."""
+    stop = threading.Event()
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
+    def request_stop(signum, frame) -> None:
+        stop.set()
 
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGINT, interrupt)
-    while rclpy.ok():
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return stop
+
+
+def spin_until_stopped(stop: threading.Event, node=None, executor=None) -> None:
+    """Spin in short slices until a stop is requested or the context shuts down."""
+    while rclpy.ok() and not stop.is_set():
         if executor is not None:
             executor.spin_once(timeout_sec=0.1)
         else:
