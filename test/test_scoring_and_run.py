@@ -82,3 +82,11 @@ def test_event_fm_run_reports_a_missing_checkpoint(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "missing" in result.stdout + result.stderr
+
+
+def test_event_fm_run_rejects_a_device_that_does_not_exist(tmp_path):
+    pytest.importorskip("rclpy")
+    result = subprocess.run([sys.executable, "-m", "event_fm.cli.main", "run", "--device",
+                             "cuda:7"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "cuda:7" in result.stdout + result.stderr
