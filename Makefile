@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 RUN := EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/with_env.sh
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint bench lock clean demo demo-bag train-smoke
+.PHONY: setup test lint bench lock clean demo demo-bag train-smoke reproduction
 SIM := data/generated/default_sim
 
 setup:
@@ -48,3 +48,8 @@ train-smoke: setup
 	  || exit 1; done
 	$(RUN) $(PY) -m event_fm.cli.main train export --config training/configs/demo_smoke.yaml \
 	  --out models/default
+
+# Issue 9: default model + docs/reproduction.{md,json} (about 2 h of CPU).
+reproduction: setup
+	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_reproduction_data.sh data/generated/repro_sim
+	$(RUN) $(PY) -m event_fm.training.reproduce --config training/configs/default.yaml --docs docs

@@ -2,7 +2,8 @@
 
 Stages: dataset (bags -> shards), teacher (small image teacher; skip with real foundation
 weights), distill (event student from the frozen teacher), heads (task heads on the teacher's RGB
-features), evaluate (held-out recordings), export (LoRA merged, teacher dropped: what the nodes
+features), scratch (the same student trained on ground truth without a teacher: the baseline),
+evaluate (held-out recordings), export (LoRA merged, teacher dropped: what the nodes
 load). ``torchrun --nproc_per_node N -m event_fm.training``
 runs the training stages with DDP.
 """
@@ -15,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-STAGES = ("dataset", "teacher", "distill", "heads", "evaluate", "export")
+STAGES = ("dataset", "teacher", "distill", "heads", "scratch", "evaluate", "export")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +84,7 @@ def run_stage(stage: str, config: dict, out_dir: Path, steps: int | None = None,
     run_cfg = RunConfig.from_dict({**config.get("run", {}), **{
         k: v for k, v in section.items() if k in RunConfig.__dataclass_fields__}})
     run_cfg.out_dir = str(out_dir)
-    if stage in ("teacher", "heads"):
+    if stage in ("teacher", "heads", "scratch"):
         from event_fm.training.stages.supervised import RGBHeadsTask
 
         task = RGBHeadsTask(config, stage)

@@ -90,3 +90,15 @@ def save_loss_curve(path: Path, history: list[dict], title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_bars(path: Path, values: dict[str, float], ylabel: str) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(values)), 3.8))
+    ax.bar(range(len(values)), list(values.values()))
+    ax.set_xticks(range(len(values)), list(values), rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -31,19 +31,26 @@ from torch import nn
 
 
 class RGBHeadsModule(nn.Module):
-    """Forward = the multi-task loss of one batch pair (so DDP syncs what trains)."""
+    """Forward = the multi-task loss of one batch pair (so DDP syncs what trains).
 
-    def __init__(self, model, weights: dict[str, float], train_backbone: bool):
+    ``source`` picks the features: 'image' (the teacher on clean RGB; REALM's protocol) or
+    'events' (the event encoder trained end to end on ground truth: the no-teacher baseline).
+    """
+
+    def __init__(self, model, weights: dict[str, float], train_backbone: bool,
+                 source: str = "image"):
         super().__init__()
         self.model = model
         self.weights = weights
         self.train_backbone = train_backbone
+        self.source = source
         for p in model.parameters():
             p.requires_grad_(False)
         for p in model.heads.parameters():
             p.requires_grad_(True)
         if train_backbone:
-            for p in model.teacher.backbone.parameters():
+            encoder = model.teacher.backbone if source == "image" else model.encoder
+            for p in encoder.parameters():
                 p.requires_grad_(True)
         cfg = model.config
         self.class_weights = torch.tensor(
@@ -53,7 +60,10 @@ class RGBHeadsModule(nn.Module):
         model = self.model
         images = torch.cat([a.images_clean, b.images_clean])
         with torch.set_grad_enabled(self.train_backbone):
-            feats = model.teacher(images)
+            if self.source == "events":
+                feats = model.encoder(torch.cat([a.voxels, b.voxels]))
+            else:
+                feats = model.teacher(images)
         if not self.train_backbone:
             feats.cls, feats.patch = feats.cls.detach(), feats.patch.detach()
         size = tuple(images.shape[-2:])
@@ -96,8 +106,10 @@ class RGBHeadsTask(Task):
         section = config.get(stage, {})
         init = section.get("init")
         self.model = build_model(config.get("model", {}), init)
-        train_backbone = stage == "teacher"
-        self.module = RGBHeadsModule(self.model, section.get("loss_weights", {}), train_backbone)
+        train_backbone = stage in ("teacher", "scratch")
+        source = "events" if stage == "scratch" else "image"
+        self.module = RGBHeadsModule(self.model, section.get("loss_weights", {}), train_backbone,
+                                     source)
         self.dataset_root = config["data"]["root"]
         self.pair_gap = int(section.get("pair_gap", 2))
         self.device = None

@@ -1,0 +1,41 @@
+"""The reproduction report's plumbing: config merging and the issue-9 JSON keys."""
+
+from __future__ import annotations
+
+import json
+
+from event_fm.training.reproduce import merge, summarize, write_report
+
+
+def _entry(mae: float) -> dict:
+    return {"depth_mae_10m": mae, "depth_mae_20m": mae + 1, "depth_mae_30m": mae + 2,
+            "absrel": 0.1, "miou": 0.5, "pixel_acc": 0.8}
+
+
+def test_merge_is_deep_and_does_not_mutate():
+    base = {"distill": {"losses": {"realm": 1.0}, "steps": 10}, "run": {"lr": 1.0}}
+    out = merge(base, {"distill": {"losses": {"scaleevent": 1.0}}})
+    assert out["distill"] == {"losses": {"realm": 1.0, "scaleevent": 1.0}, "steps": 10}
+    assert base["distill"]["losses"] == {"realm": 1.0}
+
+
+def test_summary_has_the_issue_keys_and_report_is_written(tmp_path):
+    def sets(student: float) -> dict:
+        return {s: {"teacher_rgb": _entry(1.0), "teacher_delivered_rgb": _entry(3.0),
+                    "student_events": _entry(student)} for s in ("lowlight", "blur")}
+
+    names = ["full", "l1", "l1_mask", "l1_mask_is", "l1_mask_cs", "curriculum_on",
+             "curriculum_off", "scratch"]
+    results = {name: sets(1.5 + i / 10) for i, name in enumerate(names)}
+    summary = summarize(results)
+    for key in ("teacher_rgb", "student_events", "teacher_lowlight_rgb",
+                "student_events_lowlight", "teacher_blur_rgb", "student_events_blur",
+                "scratch_events"):
+        assert {"depth_mae_10m", "miou"} <= set(summary[key])
+    assert set(summary["ablation"]) == {"l1", "l1_mask", "l1_mask_is", "l1_mask_cs", "full"}
+    assert summary["teacher_lowlight_rgb"]["depth_mae_10m"] == 3.0
+    assert summary["scratch_events"]["depth_mae_10m"] == 1.5 + 7 / 10
+    write_report(summary, {"distill": {"steps": 5}}, tmp_path)
+    assert json.loads((tmp_path / "reproduction.json").read_text()) == summary
+    assert "ScaleEvent ablation" in (tmp_path / "reproduction.md").read_text()
+    assert (tmp_path / "reproduction_depth.png").stat().st_size > 5000
