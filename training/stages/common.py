@@ -13,16 +13,16 @@ from event_fm.training.data.dataset import ShardDataset
 from event_fm.training.data.shards import Sample
 
 from event_fm.models import EventFM, EventFMConfig, load_model, save_model
+from event_fm.models.inference import _resize as resize_like_inference
 from event_fm.representations import voxel_grid
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    if mode == "nearest":
+    """Labels resize nearest; images and voxels exactly as the inference tiling does, so
+    training sees what the nodes feed the model."""
+    if mode == "nearest" and tuple(x.shape[-2:]) != tuple(size):
         return F.interpolate(x, size=size, mode="nearest")
-    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    return resize_like_inference(x, size)
 
 
 @dataclass
