@@ -11,16 +11,57 @@ runs the training stages with DDP.
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import logging
 import sys
 from pathlib import Path
 
-STAGES = ("dataset", "teacher", "distill", "heads", "scratch", "evaluate", "export")
+#: the distillation pipeline's stages, sharing one set of options
+STAGE_HELP: dict[str, str] = {
+    "dataset": "recordings -> synchronized training shards",
+    "teacher": "train the small image teacher (skip with real foundation weights)",
+    "distill": "distill the event student from the frozen teacher",
+    "heads": "task heads on the teacher's RGB features",
+    "scratch": "the student trained on ground truth without a teacher (baseline)",
+    "evaluate": "score a checkpoint on held-out recordings",
+    "export": "merge LoRA, drop the teacher: the checkpoint the nodes load",
+}
+STAGES = tuple(STAGE_HELP)
+
+#: trainings with their own sub-commands and options: name -> (module, one-line help). Each
+#: module has add_arguments(parser) and run(args) -> int, and imports torch only inside run().
+TRAININGS: dict[str, tuple[str, str]] = {
+    "forecast": ("event_fm.training.forecast.cli", "event-sequence diffusion forecaster "
+                 "(E-Motion)"),
+    "gep": ("event_fm.training.gep.cli", "generative event pretraining, stage 2 (GEP)"),
+    "reconstruct": ("event_fm.training.reconstruct.cli", "event-to-image reconstruction "
+                    "(LLM-EvRep)"),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("stage", choices=STAGES)
+    sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    for stage in STAGES:
+        _add_stage_arguments(sub.add_parser(stage, help=STAGE_HELP[stage],
+                                            description=STAGE_HELP[stage]))
+    for name, (module, help_text) in TRAININGS.items():
+        if not _module_exists(module):
+            continue
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser.set_defaults(_training_module=module)
+        importlib.import_module(module).add_arguments(sub_parser)
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # the parent package is missing
+        return False
+
+
+def _add_stage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="experiment YAML")
     parser.add_argument("--out", default=None, help="output directory (default: from config)")
     parser.add_argument("--steps", type=int, default=None, help="override the stage's steps")
@@ -107,6 +148,8 @@ def run_stage(stage: str, config: dict, out_dir: Path, steps: int | None = None,
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "_training_module", None):
+        return int(importlib.import_module(args._training_module).run(args) or 0)
     try:
         config = load_config(args.config, args.set)
         out_dir = (Path(args.out) if args.stage == "export" and args.out
