@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from event_fm.training.reproduce import merge, summarize, write_report
+from event_fm.training.reproduce import check_targets, merge, summarize, write_report
 
 
 def _entry(mae: float) -> dict:
@@ -37,5 +37,24 @@ def test_summary_has_the_issue_keys_and_report_is_written(tmp_path):
     assert summary["scratch_events"]["depth_mae_10m"] == 1.5 + 7 / 10
     write_report(summary, {"distill": {"steps": 5}}, tmp_path)
     assert json.loads((tmp_path / "reproduction.json").read_text()) == summary
-    assert "ScaleEvent ablation" in (tmp_path / "reproduction.md").read_text()
+    report = (tmp_path / "reproduction.md").read_text()
+    assert "ScaleEvent ablation" in report
+    assert (tmp_path / "reproduction_miou.png").exists()
     assert (tmp_path / "reproduction_depth.png").stat().st_size > 5000
+
+
+def test_targets_are_checked_against_the_numbers():
+    def entry(mae: float, miou: float) -> dict:
+        return {"depth_mae_10m": mae, "miou": miou}
+
+    summary = {"teacher_rgb": entry(1.0, 0.6), "student_events": entry(1.6, 0.5),
+               "teacher_lowlight_rgb": entry(2.0, 0.3), "student_events_lowlight": entry(1.6, 0.5),
+               "teacher_blur_rgb": entry(1.2, 0.55), "student_events_blur": entry(1.6, 0.5),
+               "ablation": {"l1": entry(1.7, 0.4), "l1_mask": entry(1.65, 0.4),
+                            "l1_mask_is": entry(1.8, 0.4), "l1_mask_cs": entry(1.68, 0.4),
+                            "full": entry(1.6, 0.5)}}
+    met = {claim.split(" (")[0]: ok for claim, ok, _ in check_targets(summary)}
+    assert met == {"student-on-events MAE@10m <= 1.5 x teacher-on-clean-RGB": False,
+                   "student on events better than teacher on low light RGB": True,
+                   "student on events better than teacher on blur RGB": False,
+                   "structure-aware distillation at least as good as L1 only": True}
