@@ -113,6 +113,7 @@ class PerceptionNode(LifecycleNode):
             "semantic_color": pub(Image, "~/semantic_color", 5),
             "pose": pub(PoseStamped, "~/pose", 10),
             "events_image": pub(Image, "~/events_image", 5),
+            "reconstruction": pub(Image, "~/reconstruction", 5),
             "diagnostics": pub(DiagnosticArray, "/diagnostics", 10),
         }
         if v["publish_tf"]:
@@ -135,6 +136,9 @@ class PerceptionNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001 - activation fails with the reason, not a crash
             self.get_logger().error(f"cannot load model from {checkpoint}: {exc}")
             return TransitionCallbackReturn.FAILURE
+        if "reconstruction" in v["heads"] and not self._load_reconstruction():
+            self.engine = None
+            return TransitionCallbackReturn.FAILURE
         self.get_logger().info(
             f"model {checkpoint} on {self.engine.device}; outputs {sorted(self._heads())}")
         self._subscribe()
@@ -143,6 +147,18 @@ class PerceptionNode(LifecycleNode):
         self._worker.start()
         self._diag_timer = self.create_timer(v["diagnostics_period_s"], self._publish_diagnostics)
         return super().on_activate(state)
+
+    def _load_reconstruction(self) -> bool:
+        from event_fm.pipeline.reconstruction import ReconstructionRunner
+
+        path = self.values["reconstruction_checkpoint"] or None
+        try:
+            self.engine.attach_reconstructor(ReconstructionRunner.from_checkpoint(
+                path, self.engine.device, self.engine.half))
+        except Exception as exc:  # noqa: BLE001 - activation fails with the reason
+            self.get_logger().error(f"cannot load reconstruction generator {path or ''}: {exc}")
+            return False
+        return True
 
     def stop_worker(self) -> None:
         self._running.clear()
@@ -238,6 +254,8 @@ class PerceptionNode(LifecycleNode):
             outputs.add("semantic")
         if subs.get("pose") or "tf" in self._pubs:
             outputs.add("pose")
+        if subs.get("reconstruction"):
+            outputs.add("reconstruction")
         return outputs & self._heads(), bool(subs.get("events_image"))
 
     def _work(self) -> None:
@@ -273,6 +291,9 @@ class PerceptionNode(LifecycleNode):
         if r.events_image is not None:
             self._pubs["events_image"].publish(array_to_image(r.events_image, "rgb8", stamp,
                                                               frame))
+        if r.reconstruction is not None:
+            self._pubs["reconstruction"].publish(array_to_image(r.reconstruction, "rgb8", stamp,
+                                                                frame))
         if r.pose is not None and r.pose.ok:
             self._publish_pose(r, frame)
         self.published += 1

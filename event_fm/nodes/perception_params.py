@@ -10,6 +10,8 @@ HEADS = ("depth", "semantic", "pose", "forecast", "reconstruction")
 PARAMS = [
     ParamSpec("checkpoint", "", "model directory or .safetensors file (empty: the embedded "
               "default model)"),
+    ParamSpec("reconstruction_checkpoint", "", "event-to-image generator for ~/reconstruction "
+              "(empty: the shipped models/reconstruction)"),
     ParamSpec("device", "auto", "auto, cpu or cuda:N (auto: CUDA when available)"),
     ParamSpec("half", False, "run the model in half precision (CUDA only)"),
     ParamSpec("event_topic", "/event_camera/events", "event packets from the driver"),

@@ -80,6 +80,7 @@ class WindowResult:
     pose: RelativePose | None = None  # motion from the previous processed window to this one
     pose_matches: int = 0
     events_image: np.ndarray | None = None  # (H, W, 3) uint8
+    reconstruction: np.ndarray | None = None  # (H, W, 3) uint8 image from events (LLM-EvRep)
     held: bool = False  # outputs repeated from the last window with events (memory hold)
     latency_s: dict[str, float] = field(default_factory=dict)
 
@@ -94,6 +95,7 @@ class PerceptionEngine:
             self.model.half()
         self.num_bins = int(model.config.num_bins)
         self.available = {out for out, head in OUTPUT_HEADS.items() if head in model.heads}
+        self.reconstructor = None  # event_fm.pipeline.reconstruction.ReconstructionRunner
         self.buffer = EventBuffer(cfg.buffer_max_events,
                                   max_age_ns=int(max(cfg.max_window_age_ms, cfg.window_ms) * 4e6))
         self.clock = ClockOffsetEstimator()
@@ -139,6 +141,11 @@ class PerceptionEngine:
     def sensor_size(self) -> tuple[int, int]:
         return self.ingest.decoder.width, self.ingest.decoder.height
 
+    def attach_reconstructor(self, runner) -> None:
+        """Enable the 'reconstruction' output (a callable: events, H, W, t0, t1 -> image)."""
+        self.reconstructor = runner
+        self.available.add("reconstruction")
+
     # -- scheduling (worker side) --------------------------------------------------------------
     def next_window(self) -> WindowSpec | None:
         """The newest due window; older due ones are dropped (counted), as are stale ones."""
@@ -183,9 +190,14 @@ class PerceptionEngine:
             result.events_image = event_frame(events, height, width, t_start, spec.t_end,
                                               device=self.device).cpu().numpy()
         timings["voxelize"] = time.perf_counter() - t0
-        if wanted:
+        if "reconstruction" in wanted:
+            t3 = time.perf_counter()
+            result.reconstruction = self.reconstructor(events, height, width, t_start,
+                                                       spec.t_end)
+            timings["reconstruct"] = time.perf_counter() - t3
+        if wanted & OUTPUT_HEADS.keys():
             t1 = time.perf_counter()
-            heads = sorted({OUTPUT_HEADS[o] for o in wanted})
+            heads = sorted({OUTPUT_HEADS[o] for o in wanted if o in OUTPUT_HEADS})
             with torch.inference_mode():
                 x = voxels[None].half() if self.half else voxels[None]
                 out = self.model.forward_events_tiled(x, heads=heads)
