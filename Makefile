@@ -63,3 +63,19 @@ reproduction: setup
 	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_reproduction_data.sh data/generated/repro_sim
 	$(RUN) $(PY) -m event_fm.training.reproduce --config training/configs/default.yaml --docs docs \
 	  --export models/default
+
+# Event-to-image reconstruction (LLM-EvRep, issue 11): Tencode/frame pairs from the default
+# shards, the Sobel-only and the Sobel + judge generators, the held-out report in
+# docs/reconstruction.{md,json,*.png}, the shipped models/reconstruction (about 40 min on a
+# shared 2-core CPU). Needs out/train/default (make train-default) for shards and the judge.
+.PHONY: reconstruct-report
+RECON := OMP_NUM_THREADS=1 EVENT_FM_VENV=$(abspath $(VENV)) nice -n 5 bash scripts/with_env.sh \
+  $(PY) -m event_fm.cli.main train reconstruct
+reconstruct-report: setup
+	$(RECON) data
+	$(RECON) fit --losses sobel
+	$(RECON) fit --losses sobel+judge
+	$(RECON) report
+	mkdir -p models/reconstruction
+	cp out/reconstruct/full/model/config.json out/reconstruct/full/model/model.safetensors \
+	  models/reconstruction/
