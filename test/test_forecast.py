@@ -1,0 +1,289 @@
+"""Motion forecaster (E-Motion style): frame format, guided sampling rule, reward normalization,
+clipped policy-gradient + KL loss (exact values), the live history, and a CPU smoke run that
+trains a tiny forecaster for a few steps, samples it (guided and not) and aligns it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from event_fm.training.forecast.metrics import frechet_distance, miou, ssim
+from event_fm.training.forecast.reward import clipped_pg_kl_loss, normalize_rewards
+
+from event_fm.io.events import EVENT_DTYPE
+from event_fm.models.forecast import (
+    FRAME_NS,
+    ForecastConfig,
+    VideoDenoiser,
+    frames_from_events,
+    guided_replace,
+    load_forecaster,
+    make_scheduler,
+    normalize_by_prompt,
+    rebin,
+    sample_forecast,
+)
+from event_fm.models.forecast.denoiser import make_condition
+from event_fm.pipeline.forecast import EventHistory, ForecastSettings, LiveForecaster
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(frames=6, past=3, bins=3, size=16, patch=2, widths=[8, 16], emb_dim=16, heads=2,
+            prompt_lengths=[1, 2])
+
+
+def moving_bar_events(width: int, height: int, duration_ns: int, seed: int = 0) -> np.ndarray:
+    """A vertical bar sweeping right (ON at its leading edge, OFF at its trailing edge)."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(0, duration_ns, 20_000))
+    x_lead = (5 + (width - 10) * t / duration_ns).astype(int)
+    on = rng.random(len(t)) < 0.5
+    x = np.where(on, x_lead, np.maximum(x_lead - 4, 0))
+    ev = np.zeros(len(t), EVENT_DTYPE)
+    ev["x"], ev["y"], ev["t"] = x, rng.integers(0, height, len(t)), t
+    ev["p"] = np.where(on, 1, 0)
+    return ev
+
+
+# -- frame format ------------------------------------------------------------------------------
+def test_rebin_moves_bins_onto_the_window_with_linear_weights():
+    frames = torch.arange(1.0, 7.0).reshape(2, 3, 1, 1)  # 2 frames x 3 bins
+    # frame bins sit at 0, .5, 1 | 1, 1.5, 2 (frames) -> 5 bins at 0, .5, 1, 1.5, 2
+    assert rebin(frames, 5).flatten().tolist() == [1.0, 2.0, 7.0, 5.0, 6.0]
+    out = rebin(frames, 2)  # bins at 0 and 2: weights 1, .75, .5, .5, .25, 0 on bin 0
+    assert torch.allclose(out.flatten(), torch.tensor([1 + 1.5 + 1.5 + 2 + 1.25,
+                                                       0.5 + 1.5 + 2 + 3.75 + 6]))
+    assert float(out.sum()) == pytest.approx(21.0)
+
+
+def test_normalize_by_prompt_uses_the_past_only_and_clips():
+    seq = torch.zeros(1, 4, 1, 1, 2)
+    seq[0, 0, 0, 0] = torch.tensor([2.0, -4.0])
+    seq[0, 3, 0, 0] = torch.tensor([8.0, 1.0])  # future bigger than the prompt
+    out, scale = normalize_by_prompt(seq, 2)
+    assert scale.tolist() == [4.0]
+    assert out[0, 0, 0, 0].tolist() == [0.5, -1.0]
+    assert out[0, 3, 0, 0].tolist() == [1.0, 0.25]
+    empty, one = normalize_by_prompt(torch.zeros(1, 3, 1, 1, 1), 2)
+    assert one.tolist() == [1.0] and float(empty.abs().sum()) == 0
+
+
+def test_frames_from_events_counts_each_window_at_128_squared():
+    w, h = 40, 30
+    ev = np.zeros(3, EVENT_DTYPE)
+    ev["x"], ev["y"], ev["t"], ev["p"] = [20, 20, 0], [15, 15, 0], [0, FRAME_NS + 5, 5], [1, 0, 1]
+    frames = frames_from_events(ev, 0, 2, w, h, bins=3, size=10)
+    assert frames.shape == (2, 3, 10, 10)
+    # crop 30x30 from x=5; area resize by 3: each event contributes 1/9 to its cell
+    assert float(frames[0].sum()) == pytest.approx(1 / 9)  # x=0 is outside the crop
+    assert float(frames[1].sum()) == pytest.approx(-1 / 9)
+
+
+# -- guided sampling ---------------------------------------------------------------------------
+def test_guided_replace_rule_exact():
+    sample = torch.arange(6.0).reshape(1, 6, 1, 1, 1)
+    prompt = torch.tensor([10.0, 20.0, 30.0]).reshape(1, 3, 1, 1, 1)
+    noise = torch.tensor([1.0, 2.0, 3.0]).reshape(1, 3, 1, 1, 1)
+    out = guided_replace(sample, prompt, noise, 0.64, guide_frames=2)
+    # the 2 most recent past positions (1, 2) <- 0.8 * prompt + 0.6 * noise; the rest untouched
+    assert out.flatten().tolist() == pytest.approx([0.0, 0.8 * 20 + 0.6 * 2, 0.8 * 30 + 0.6 * 3,
+                                                    3.0, 4.0, 5.0])
+    assert guided_replace(sample, prompt, noise, 0.64, 0).flatten().tolist() == \
+        sample.flatten().tolist()
+    with pytest.raises(ValueError):
+        guided_replace(sample, prompt, noise, 0.5, 4)
+
+
+def test_guided_sampling_replaces_only_while_t_at_least_tau():
+    torch.manual_seed(0)
+    model = VideoDenoiser(ForecastConfig(**TINY)).eval()
+    seen: list[torch.Tensor] = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
+    past = torch.randn(1, 3, 3, 16, 16)
+    tau = 500
+    out = sample_forecast(model, past, steps=4, prompt_length=2, guide_frames=3, tau=tau,
+                          generator=torch.Generator().manual_seed(7))
+    sched = make_scheduler(model.config)
+    sched.set_timesteps(4)
+    timesteps = sched.timesteps.tolist()
+    assert timesteps == [999, 749, 499, 249]
+    g = torch.Generator().manual_seed(7)  # the sampler's draws, in its order
+    x_t = torch.randn(1, 6, 3, 16, 16, generator=g)
+    prompt_noise = torch.randn(past.shape, generator=g)
+    for t, x_in in zip(timesteps, seen, strict=True):
+        a = sched.alphas_cumprod[t]
+        expected_past = a.sqrt() * past + (1 - a).sqrt() * prompt_noise
+        if t >= tau:
+            assert torch.allclose(x_in[:, :3], expected_past, atol=1e-6)
+        else:
+            assert not torch.allclose(x_in[:, :3], expected_past, atol=1e-3)
+    assert torch.allclose(seen[0][:, 3:], x_t[:, 3:])  # future positions start as the noise
+    assert out.shape == (1, 6, 3, 16, 16) and torch.isfinite(out).all()
+
+
+def test_make_condition_places_the_last_k_past_frames():
+    past = torch.arange(1.0, 4.0).reshape(1, 3, 1, 1, 1).repeat(2, 1, 1, 1, 1)
+    cond, mask = make_condition(past, torch.tensor([1, 2]), frames=5)
+    assert mask.tolist() == [[0, 0, 1, 0, 0], [0, 1, 1, 0, 0]]
+    assert cond[:, :, 0, 0, 0].tolist() == [[0, 0, 3, 0, 0], [0, 2, 3, 0, 0]]
+
+
+# -- alignment objective -----------------------------------------------------------------------
+def test_reward_normalization_with_std_correction_exact():
+    scores = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    sample_std = torch.tensor([0.1, 0.2, 0.1, 0.3])
+    out = normalize_rewards(scores, sample_std, beta=30.0)
+    z = [(s - 2.5) / math.sqrt(1.25) for s in (1, 2, 3, 4)]
+    assert out.tolist() == pytest.approx([z[0], z[1] + 3.0, z[2], z[3] + 6.0], abs=1e-5)
+    # equal rewards and stds: nothing to prefer
+    flat = normalize_rewards(torch.ones(3), torch.full((3,), 0.2))
+    assert flat.tolist() == pytest.approx([0.0, 0.0, 0.0])
+
+
+def test_clipped_policy_gradient_plus_kl_exact():
+    log_prob = torch.tensor([0.1, -0.5])
+    old = torch.zeros(2)
+    adv = torch.tensor([1.0, -1.0])
+    mean = torch.tensor([[1.0], [2.0]])
+    ref = torch.tensor([[0.5], [2.0]])
+    loss, parts = clipped_pg_kl_loss(log_prob, old, adv, mean, ref, std=0.5, clip=0.2,
+                                     kl_weight=2.0)
+    # A=+1: ratio e^0.1 inside the clip range -> -e^0.1; A=-1: ratio e^-0.5 clipped to 0.8
+    pg = (-math.exp(0.1) + 0.8) / 2
+    kl = (0.25 / (2 * 0.25) + 0.0) / 2
+    assert float(parts["pg"]) == pytest.approx(pg, abs=1e-6)
+    assert float(parts["kl"]) == pytest.approx(kl, abs=1e-6)
+    assert float(loss) == pytest.approx(pg + 2.0 * kl, abs=1e-6)
+    assert float(parts["clip_fraction"]) == pytest.approx(0.5)
+    # gradient flows only through the unclipped term
+    lp = log_prob.clone().requires_grad_(True)
+    clipped_pg_kl_loss(lp, old, adv, mean, ref, 0.5, 0.2, 0.0)[0].backward()
+    assert lp.grad.tolist() == pytest.approx([-math.exp(0.1) / 2, 0.0], abs=1e-6)
+
+
+def test_metrics_exact_cases():
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert ssim(x, x).tolist() == pytest.approx([1.0, 1.0], abs=1e-5)
+    # constant frames: the luminance term alone, (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1)
+    c1 = (0.01 * 2.0) ** 2
+    assert float(ssim(torch.full((1, 1, 16, 16), 0.5), torch.zeros(1, 1, 16, 16))) == \
+        pytest.approx(c1 / (0.25 + c1), rel=1e-4)
+    assert frechet_distance(np.zeros(2), np.eye(2), np.array([3.0, 4.0]), np.eye(2)) == \
+        pytest.approx(25.0)
+    a = np.array([[0, 0, 1], [1, 1, 1]])
+    b = np.array([[0, 1, 1], [1, 1, 1]])
+    assert miou(a, b, 3) == pytest.approx((1 / 2 + 4 / 5) / 2)
+
+
+# -- live forecasting --------------------------------------------------------------------------
+def test_event_history_skips_overlap_and_forgets_old_events():
+    history = EventHistory(span_ns=100)
+    ev = np.zeros(4, EVENT_DTYPE)
+    ev["t"] = [10, 20, 30, 40]
+    history.add(ev[:3], t_end=30)
+    history.add(ev[1:], t_end=40)  # overlapping window: 20, 30 already held
+    assert history.events(0, 100)["t"].tolist() == [10, 20, 30, 40]
+    late = np.zeros(1, EVENT_DTYPE)
+    late["t"] = [400]
+    history.add(late, t_end=400)  # everything before 300 is forgotten
+    assert history.events(0, 1000)["t"].tolist() == [400]
+
+
+def test_live_forecaster_stamps_and_shapes(tmp_path):
+    from event_fm.models.forecast import save_forecaster
+
+    torch.manual_seed(0)
+    model = VideoDenoiser(ForecastConfig(**TINY))
+    save_forecaster(model, tmp_path / "fc", extra={"sampling": {"steps": 2, "guide_frames": 3}})
+    live = LiveForecaster.from_checkpoint(tmp_path / "fc")
+    assert (live.settings.steps, live.settings.guide_frames) == (2, 3)
+    ev = moving_bar_events(40, 30, 5 * FRAME_NS)
+    t_end = 4 * FRAME_NS
+    live.observe(ev[ev["t"] <= t_end], t_end)
+    result = live.predict(t_end, 40, 30, stamp_ns=10**9)
+    assert result.frames.shape == (3, 3, 16, 16) and result.frames.dtype == np.float32
+    assert result.stamps_ns == [10**9 + k * FRAME_NS for k in (1, 2, 3)]
+    assert result.crop == (5, 0, 30)
+    assert np.abs(result.frames).max() <= np.abs(result.prompt).max() + 1e-6
+    with pytest.raises(ValueError):
+        LiveForecaster(model, ForecastSettings(horizon=4))
+
+
+# -- CPU smoke: data -> fit (diffusion, simvp) -> sample (guided and not) -> align ------------
+def _cli(*argv: str) -> int:
+    from event_fm.training.forecast import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    return cli.run(parser.parse_args(list(argv)))
+
+
+@pytest.fixture(scope="module")
+def smoke_config(tmp_path_factory):
+    root = tmp_path_factory.mktemp("forecast")
+    for split, seed in (("train", 0), ("sim", 1)):
+        ev = moving_bar_events(40, 30, 40 * FRAME_NS, seed)
+        frames = frames_from_events(ev, 0, 40, 40, 30, 3, 16)
+        (root / "data" / split).mkdir(parents=True)
+        torch.save({"name": f"bar{seed}", "frames": frames.half(), "width": 40, "height": 30,
+                    "source": "synthetic"}, root / "data" / split / f"bar{seed}.pt")
+    config = {
+        "out": str(root / "out"),
+        "data": {"root": str(root / "data"), "train_stride": 4},
+        "model": TINY,
+        "fit": {"steps": 4, "batch_size": 2, "lr": 1e-3, "log_every": 2, "device": "cpu"},
+        "simvp_model": {"past": 3, "horizon": 3, "size": 16, "width": 8, "hidden": 16,
+                        "translator_blocks": 1},
+        "simvp": {"steps": 3, "batch_size": 2, "log_every": 1, "device": "cpu"},
+        "sampling": {"steps": 2, "prompt_length": 2, "guide_frames": 3, "tau": 100},
+        "align": {"iterations": 1, "prompts": 1, "samples_per_prompt": 2, "steps": 2,
+                  "train_timesteps": 1, "lr": 1e-4},
+        "evaluate": {"segmentation_checkpoint": str(REPO / "models" / "default")},
+    }
+    path = root / "forecast.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path, root
+
+
+def test_smoke_fit_sample_align(smoke_config):
+    path, root = smoke_config
+    out = root / "out"
+    assert _cli("fit", "--config", str(path)) == 0
+    assert _cli("fit", "--config", str(path), "--model", "simvp") == 0
+    model = load_forecaster(out / "fit_diffusion" / "model")
+    assert 1.0 <= model.config.data_scale <= 20.0
+    log = (out / "fit_diffusion" / "log.csv").read_text().splitlines()
+    assert len(log) == 3 and all(math.isfinite(float(r.split(",")[-2])) for r in log[1:])
+    simvp = load_forecaster(out / "fit_simvp" / "model")
+    assert simvp(torch.zeros(1, 3, 3, 16, 16)).shape == (1, 3, 3, 16, 16)
+    past = torch.rand(2, 3, 3, 16, 16)
+    g = dict(generator=torch.Generator().manual_seed(0))
+    plain = sample_forecast(model, past, steps=2, prompt_length=2, **g)
+    g = dict(generator=torch.Generator().manual_seed(0))
+    guided = sample_forecast(model, past, steps=2, prompt_length=2, guide_frames=3, tau=0, **g)
+    assert plain.shape == guided.shape == (2, 6, 3, 16, 16)
+    assert torch.isfinite(guided).all() and not torch.allclose(plain, guided)
+
+    assert _cli("align", "--config", str(path)) == 0
+    summary = json.loads((out / "align" / "summary.json").read_text())
+    assert summary["iterations"] == 1 and math.isfinite(summary["last"]["loss"])
+    aligned = load_forecaster(out / "align" / "model")
+    changed = any(not torch.equal(a, b) for a, b in
+                  zip(model.state_dict().values(), aligned.state_dict().values(), strict=True))
+    assert changed, "one alignment step updates the denoiser"
+    assert _cli("export", "--config", str(path), "--to", str(root / "shipped")) == 0
+    live = LiveForecaster.from_checkpoint(root / "shipped")
+    assert (live.settings.steps, live.settings.guide_frames) == (2, 3)
+
+
+def test_shipped_forecaster_is_small_and_loads():
+    path = REPO / "models" / "forecast"
+    assert (path / "model.safetensors").stat().st_size < 5_000_000
+    live = LiveForecaster.from_checkpoint(path)
+    cfg = live.model.config
+    assert (cfg.bins, cfg.size, cfg.past, cfg.horizon) == (3, 128, 4, 10)
