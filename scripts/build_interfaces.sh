@@ -6,7 +6,7 @@ set -euo pipefail
 prefix="$1"; python="$2"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build_root="$root/build/interfaces"
-packages=(event_camera_msgs event_array_msgs dvs_msgs prophesee_event_msgs tf2_msgs)
+packages=(event_camera_msgs event_array_msgs dvs_msgs prophesee_event_msgs tf2_msgs event_fm_msgs)
 
 provided_elsewhere() {
   local pkg="$1" p

@@ -118,6 +118,11 @@ class PerceptionNode(LifecycleNode):
         }
         if v["publish_tf"]:
             self._pubs["tf"] = pub(TFMessage, "/tf", 100)
+        if "forecast" in v["heads"]:
+            from event_fm_msgs.msg import EventForecast
+
+            self._pubs["forecast"] = pub(EventForecast, "~/forecast", 5)
+            self._pubs["forecast_image"] = pub(Image, "~/forecast_image", 5)
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -139,6 +144,9 @@ class PerceptionNode(LifecycleNode):
         if "reconstruction" in v["heads"] and not self._load_reconstruction():
             self.engine = None
             return TransitionCallbackReturn.FAILURE
+        if "forecast" in v["heads"] and not self._load_forecaster():
+            self.engine = None
+            return TransitionCallbackReturn.FAILURE
         self.get_logger().info(
             f"model {checkpoint} on {self.engine.device}; outputs {sorted(self._heads())}")
         self._subscribe()
@@ -157,6 +165,17 @@ class PerceptionNode(LifecycleNode):
                 path, self.engine.device, self.engine.half))
         except Exception as exc:  # noqa: BLE001 - activation fails with the reason
             self.get_logger().error(f"cannot load reconstruction generator {path or ''}: {exc}")
+            return False
+        return True
+
+    def _load_forecaster(self) -> bool:
+        from event_fm.nodes.forecast_output import load_live_forecaster
+
+        try:
+            self.engine.attach_forecaster(load_live_forecaster(self.values, self.engine.device))
+        except Exception as exc:  # noqa: BLE001 - activation fails with the reason
+            self.get_logger().error(f"cannot load forecaster "
+                                    f"{self.values['forecast_checkpoint']}: {exc}")
             return False
         return True
 
@@ -256,6 +275,8 @@ class PerceptionNode(LifecycleNode):
             outputs.add("pose")
         if subs.get("reconstruction"):
             outputs.add("reconstruction")
+        if subs.get("forecast") or subs.get("forecast_image"):
+            outputs.add("forecast")
         return outputs & self._heads(), bool(subs.get("events_image"))
 
     def _work(self) -> None:
@@ -296,6 +317,10 @@ class PerceptionNode(LifecycleNode):
                                                                 frame))
         if r.pose is not None and r.pose.ok:
             self._publish_pose(r, frame)
+        if r.forecast is not None:
+            from event_fm.nodes.forecast_output import publish_forecast
+
+            publish_forecast(self._pubs, r.forecast, frame)
         self.published += 1
 
     def _publish_pose(self, r: WindowResult, frame: str) -> None:

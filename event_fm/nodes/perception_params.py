@@ -12,6 +12,13 @@ PARAMS = [
               "default model)"),
     ParamSpec("reconstruction_checkpoint", "", "event-to-image generator for ~/reconstruction "
               "(empty: the shipped models/reconstruction)"),
+    ParamSpec("forecast_checkpoint", "", "diffusion forecaster for ~/forecast (empty: the "
+              "shipped models/forecast)"),
+    ParamSpec("forecast_steps", 10, "denoising steps per forecast", min=1, max=1000),
+    ParamSpec("forecast_horizon", 10, "future 20 ms frames published (at most the model's)",
+              min=1, max=100),
+    ParamSpec("forecast_guide_frames", 4, "past frames injected by guided sampling (0: off)",
+              min=0, max=16),
     ParamSpec("device", "auto", "auto, cpu or cuda:N (auto: CUDA when available)"),
     ParamSpec("half", False, "run the model in half precision (CUDA only)"),
     ParamSpec("event_topic", "/event_camera/events", "event packets from the driver"),

@@ -81,6 +81,7 @@ class WindowResult:
     pose_matches: int = 0
     events_image: np.ndarray | None = None  # (H, W, 3) uint8
     reconstruction: np.ndarray | None = None  # (H, W, 3) uint8 image from events (LLM-EvRep)
+    forecast: object | None = None  # event_fm.pipeline.forecast.ForecastResult (E-Motion)
     held: bool = False  # outputs repeated from the last window with events (memory hold)
     latency_s: dict[str, float] = field(default_factory=dict)
 
@@ -96,6 +97,7 @@ class PerceptionEngine:
         self.num_bins = int(model.config.num_bins)
         self.available = {out for out, head in OUTPUT_HEADS.items() if head in model.heads}
         self.reconstructor = None  # event_fm.pipeline.reconstruction.ReconstructionRunner
+        self.forecaster = None  # event_fm.pipeline.forecast.LiveForecaster
         self.buffer = EventBuffer(cfg.buffer_max_events,
                                   max_age_ns=int(max(cfg.max_window_age_ms, cfg.window_ms) * 4e6))
         self.clock = ClockOffsetEstimator()
@@ -146,6 +148,12 @@ class PerceptionEngine:
         self.reconstructor = runner
         self.available.add("reconstruction")
 
+    def attach_forecaster(self, forecaster) -> None:
+        """Enable the 'forecast' output; the forecaster sees every window's events (it keeps
+        its own history: the buffer forgets events before each window's start)."""
+        self.forecaster = forecaster
+        self.available.add("forecast")
+
     # -- scheduling (worker side) --------------------------------------------------------------
     def next_window(self) -> WindowSpec | None:
         """The newest due window; older due ones are dropped (counted), as are stale ones."""
@@ -184,6 +192,14 @@ class PerceptionEngine:
             width = int(events["x"].max()) + 1 if len(events) else 1
             height = int(events["y"].max()) + 1 if len(events) else 1
         result = WindowResult(spec, spec.stamp_ns, len(events), width, height)
+        if self.forecaster is not None:
+            self.forecaster.observe(events, spec.t_end)
+            if "forecast" in wanted:
+                t4 = time.perf_counter()
+                result.forecast = self.forecaster.predict(spec.t_end, width, height,
+                                                          spec.stamp_ns)
+                timings["forecast"] = time.perf_counter() - t4
+                self.counters["forecasts_computed"] += 1
         voxels = voxel_grid(events, self.num_bins, height, width, t_start, spec.t_end,
                             device=self.device)
         if events_image:
