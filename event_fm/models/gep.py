@@ -1,0 +1,310 @@
+"""GEP stage 2: a causal transformer over interleaved event-window and frame tokens.
+
+GEP (Generative Event Pretraining) aligns an event encoder to a frozen image model (stage 1, the
+distillation here), then pretrains a causal transformer by next-token regression over mixed
+event/image token sequences so it learns how a scene evolves in feature space (stage 2, this
+module). Each window contributes one group of tokens per modality: its CLS token followed by
+its patch-token map average-pooled to a small grid (the spatiotemporal aggregation that lets
+several windows fit in the context). Groups are interleaved in time, events of window t before
+the frame that closes it::
+
+    [E_0 | F_0 | E_1 | F_1 | ...],   E_t = [cls, p_00, p_01, ..., p_(gh-1)(gw-1)]
+
+Every token gets a modality embedding and a learned position; position i predicts token i + 1.
+GEP's released model is 12 blocks of width 384 over 4096 tokens; the defaults here are scaled
+down to the tiny encoder (4 blocks, width 192, 8 windows of 26 tokens).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+__all__ = [
+    "EVENT",
+    "FRAME",
+    "GEPConfig",
+    "GEPTransformer",
+    "aggregate_patches",
+    "interleave",
+    "load_gep",
+    "modality_ids",
+    "save_gep",
+    "split_window_tokens",
+    "upsample_patches",
+    "window_tokens",
+]
+
+EVENT, FRAME = 0, 1  # modality ids, in the order the groups of one window appear
+
+
+def aggregate_patches(patch_map: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(..., C, h, w) patch map -> (..., gh*gw, C) tokens, average-pooled, row-major."""
+    lead = patch_map.shape[:-3]
+    c, h, w = patch_map.shape[-3:]
+    pooled = F.adaptive_avg_pool2d(patch_map.reshape(-1, c, h, w), grid)
+    return pooled.flatten(2).transpose(1, 2).reshape(*lead, grid[0] * grid[1], c)
+
+
+def upsample_patches(tokens: torch.Tensor, grid: tuple[int, int],
+                     size: tuple[int, int]) -> torch.Tensor:
+    """(B, gh*gw, C) aggregated tokens -> (B, C, h, w) map at the heads' token grid (bilinear)."""
+    b, n, c = tokens.shape
+    if n != grid[0] * grid[1]:
+        raise ValueError(f"{n} tokens do not fill a {grid[0]}x{grid[1]} grid")
+    small = tokens.transpose(1, 2).reshape(b, c, *grid)
+    if tuple(grid) == tuple(size):
+        return small
+    return F.interpolate(small, size=size, mode="bilinear", align_corners=False)
+
+
+def window_tokens(cls: torch.Tensor, patch_map: torch.Tensor,
+                  grid: tuple[int, int]) -> torch.Tensor:
+    """One modality group per window: CLS (..., C) then the pooled patches -> (..., 1+n, C)."""
+    return torch.cat([cls.unsqueeze(-2), aggregate_patches(patch_map, grid)], dim=-2)
+
+
+def split_window_tokens(group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., 1+n, C) group -> CLS (..., C), patches (..., n, C)."""
+    return group[..., 0, :], group[..., 1:, :]
+
+
+def interleave(events: torch.Tensor, frames: torch.Tensor | None) -> torch.Tensor:
+    """(B, T, K, C) event groups and frame groups -> (B, T*2*K, C), E_0 F_0 E_1 F_1 ...
+
+    ``frames=None`` gives an event-only sequence (B, T*K, C).
+    """
+    if frames is None:
+        b, t, k, c = events.shape
+        return events.reshape(b, t * k, c)
+    if events.shape != frames.shape:
+        raise ValueError(f"event groups {tuple(events.shape)} and frame groups "
+                         f"{tuple(frames.shape)} differ")
+    b, t, k, c = events.shape
+    return torch.stack([events, frames], dim=2).reshape(b, t * 2 * k, c)
+
+
+def modality_ids(windows: int, group_size: int, with_frames: bool = True) -> torch.Tensor:
+    """Modality id of every position of an interleaved sequence (matches :func:`interleave`)."""
+    per_window = [EVENT, FRAME] if with_frames else [EVENT]
+    ids = torch.tensor(per_window).repeat_interleave(group_size)
+    return ids.repeat(windows)
+
+
+@dataclass
+class GEPConfig:
+    """Everything that rebuilds a GEP transformer (stored as config.json beside the weights)."""
+
+    token_dim: int = 192  # the encoders' embedding width
+    width: int = 192
+    depth: int = 4
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    agg_grid: tuple[int, int] = (3, 4)  # patch grid after aggregation
+    max_windows: int = 8  # context length in windows
+    with_frames: bool = True  # interleave frame groups (GEP's mixed sequences)
+    residual: bool = True  # predict the change from the same slot one window earlier
+    encoder_checkpoint: str = ""  # the aligned encoders the tokens came from (metadata)
+
+    def __post_init__(self) -> None:
+        self.agg_grid = tuple(self.agg_grid)
+        if self.width % self.num_heads:
+            raise ValueError(f"width {self.width} is not divisible by {self.num_heads} heads")
+
+    @property
+    def group_size(self) -> int:
+        return 1 + self.agg_grid[0] * self.agg_grid[1]
+
+    @property
+    def max_tokens(self) -> int:
+        return self.max_windows * self.group_size * (2 if self.with_frames else 1)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GEPConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown GEP config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        """``cache`` (decoding): a list holding this layer's keys and values of all earlier
+        positions, extended in place; new positions attend to it and causally to each other."""
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(
+            2, 0, 3, 1, 4)
+        causal = True
+        if cache is not None:
+            if cache:
+                k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+                causal = n > 1
+                if causal:  # a block of new positions after a cached prefix
+                    raise ValueError("decode one token at a time after the prefix")
+            cache[:] = [k, v]
+        x = F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with causal attention."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = CausalSelfAttention(dim, num_heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), cache)
+        return x + self.mlp(self.norm2(x))
+
+
+class GEPTransformer(nn.Module):
+    """Causal transformer predicting the next token of an interleaved event/frame sequence.
+
+    Takes raw encoder tokens (B, N, C) and returns raw-space predictions (B, N, C), where
+    output i predicts input i + 1. Tokens are standardized with per-channel statistics of the
+    training set (``token_mean``/``token_std`` buffers) so the regression loss weighs channels
+    evenly; :meth:`next_token_loss` is that MSE. With ``residual`` the head predicts the change
+    from the token in the same slot one window earlier (copy-last plus a learned update; the
+    head starts at zero, so an untrained model is exactly copy-last) — still causal, since that
+    token lies before the predicting position.
+    """
+
+    def __init__(self, config: GEPConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or GEPConfig()
+        self.register_buffer("token_mean", torch.zeros(cfg.token_dim))
+        self.register_buffer("token_std", torch.ones(cfg.token_dim))
+        self.embed = nn.Linear(cfg.token_dim, cfg.width)
+        self.modality_embed = nn.Parameter(torch.zeros(2, cfg.width))
+        self.pos_embed = nn.Parameter(torch.zeros(cfg.max_tokens, cfg.width))
+        self.blocks = nn.ModuleList(
+            Block(cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.width)
+        self.head = nn.Linear(cfg.width, cfg.token_dim)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.modality_embed, std=0.02)
+        self.apply(self._init_weights)
+        if cfg.residual:
+            nn.init.zeros_(self.head.weight)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    @property
+    def period(self) -> int:
+        """Tokens per window (the distance to the same slot one window earlier)."""
+        return self.config.group_size * (2 if self.config.with_frames else 1)
+
+    def set_token_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.token_mean.copy_(mean)
+        self.token_std.copy_(std.clamp_min(1e-4))
+
+    def _embed(self, tokens: torch.Tensor, modality: torch.Tensor, offset: int) -> torch.Tensor:
+        n = tokens.shape[1]
+        if offset + n > self.config.max_tokens:
+            raise ValueError(f"{offset + n} tokens exceed the context of "
+                             f"{self.config.max_tokens}")
+        x = self.embed((tokens - self.token_mean) / self.token_std)
+        return x + self.modality_embed[modality.to(x.device)] + self.pos_embed[offset:offset + n]
+
+    def hidden(self, tokens: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
+        """Final-norm hidden states (B, N, width): the features for downstream heads."""
+        x = self._embed(tokens, modality, 0)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def copy_last(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The copy-last prediction at every position i: token i + 1 - period (the same slot
+        one window earlier), or the mean token inside the first window."""
+        b, n, c = tokens.shape
+        ref = self.token_mean.expand(b, n, c)
+        p = self.period
+        if n > p - 1:
+            ref = torch.cat([ref[:, :p - 1], tokens[:, :n - p + 1]], dim=1)
+        return ref
+
+    def _reference(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Per position i, the raw token the prediction of i + 1 starts from."""
+        if self.config.residual:
+            return self.copy_last(tokens)
+        return self.token_mean.expand(*tokens.shape)
+
+    def forward(self, tokens: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
+        delta = self.head(self.hidden(tokens, modality)) * self.token_std
+        return self._reference(tokens) + delta
+
+    def next_token_loss(self, tokens: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
+        """MSE (standardized units) of every position's prediction of the following token."""
+        pred = self(tokens, modality)[:, :-1]
+        target = tokens[:, 1:]
+        return (((pred - target) / self.token_std) ** 2).mean()
+
+    @torch.no_grad()
+    def generate(self, context: torch.Tensor, context_modality: torch.Tensor,
+                 modalities: torch.Tensor) -> torch.Tensor:
+        """Roll out ``len(modalities)`` tokens after ``context`` (B, N, C), feeding each
+        prediction back (keys and values cached); returns (B, len(modalities), C)."""
+        caches: list[list] = [[] for _ in self.blocks]
+        seq = context
+        x = self._embed(context, context_modality, 0)
+        out = []
+        mods = modalities.tolist()
+        for step in range(len(mods)):
+            for block, cache in zip(self.blocks, caches, strict=True):
+                x = block(x, cache)
+            delta = self.head(self.norm(x[:, -1:])) * self.token_std
+            nxt = self._reference(seq)[:, -1:] + delta
+            out.append(nxt)
+            if step + 1 < len(mods):
+                seq = torch.cat([seq, nxt], dim=1)
+                x = self._embed(nxt, torch.tensor([mods[step]]), seq.shape[1] - 1)
+        return torch.cat(out, dim=1)
+
+
+def save_gep(model: GEPTransformer, directory: str | Path) -> Path:
+    """safetensors weights + config.json (nothing is pickled)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / "model.safetensors"))
+    (directory / "config.json").write_text(json.dumps(asdict(model.config), indent=2) + "\n")
+    return directory
+
+
+def load_gep(directory: str | Path, device: str | torch.device | None = None) -> GEPTransformer:
+    directory = Path(directory)
+    for name in ("model.safetensors", "config.json"):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"GEP checkpoint file missing: {directory / name}")
+    config = GEPConfig.from_dict(json.loads((directory / "config.json").read_text()))
+    model = GEPTransformer(config)
+    model.load_state_dict(load_file(str(directory / "model.safetensors"), device="cpu"))
+    model.eval()
+    return model.to(device) if device is not None else model

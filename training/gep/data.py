@@ -1,0 +1,54 @@
+"""Token sequences for the GEP transformer: per recording, windows in time order, each window
+one event group and one frame group (CLS + aggregated patches), cut into fixed-length runs."""
+
+from __future__ import annotations
+
+import torch
+
+from event_fm.models.gep import window_tokens
+
+from .tokens import recording_slices
+
+
+class WindowGroups:
+    """Aggregated token groups of a token file: events and frames (N, K, C), K = 1 + gh*gw."""
+
+    def __init__(self, tokens: dict, grid: tuple[int, int]):
+        self.grid = tuple(grid)
+        self.events = window_tokens(tokens["event_cls"], tokens["event_patch"], self.grid)
+        self.frames = window_tokens(tokens["frame_cls"], tokens["frame_patch"], self.grid)
+        self.recordings = recording_slices(tokens["recording"])
+        self.names = list(tokens.get("recording_names", []))
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def channel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std over every token of both modalities."""
+        flat = torch.cat([self.events, self.frames]).reshape(-1, self.events.shape[-1])
+        return flat.mean(0), flat.std(0)
+
+
+class SequenceDataset(torch.utils.data.Dataset):
+    """Every run of ``windows`` consecutive windows inside one recording (stride ``stride``).
+
+    Item: (events (T, K, C), frames (T, K, C)); the trainer interleaves them.
+    """
+
+    def __init__(self, groups: WindowGroups, windows: int, stride: int = 1):
+        self.groups, self.windows = groups, windows
+        self.starts = [s for rec in groups.recordings
+                       for s in range(rec.start, rec.stop - windows + 1, stride)]
+        if not self.starts:
+            raise ValueError(f"no recording has {windows} windows")
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.starts[i]
+        return (self.groups.events[s:s + self.windows], self.groups.frames[s:s + self.windows])
+
+
+def collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.stack([e for e, _ in items]), torch.stack([f for _, f in items])

@@ -1,0 +1,152 @@
+"""The GEP chain's steps with their caches: tokens (per split), fit, evaluate. Each step reads the
+previous one's files from the output folder, so they run as separate commands or as one report.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from event_fm.training.data.dataset import ShardDataset
+from event_fm.training.runner import RunConfig, resolve_device
+
+from event_fm.models import load_model
+from event_fm.models.gep import GEPConfig, load_gep
+
+from .data import WindowGroups
+from .evaluate import evaluate_set, summary_json
+from .tokens import encode_split, load_tokens, save_tokens
+from .train import fit
+
+log = logging.getLogger(__name__)
+
+
+class Steps:
+    def __init__(self, config: dict, checkpoint: Path, root: Path, device: str | None = None):
+        self.config, self.checkpoint, self.root = config, Path(checkpoint), Path(root)
+        self.device = resolve_device(device or config.get("fit", {}).get("device", "auto"))
+        data = config.get("data", {})
+        self.data_root = data.get("root", "out/train/default/data")
+        self.splits = {"train": data.get("train", "train"),
+                       **{f"heldout_{k}": v for k, v in data.get("heldout", {}).items()}}
+        if len(self.splits) < 2:
+            raise ValueError("data.heldout must name at least one held-out split")
+
+    # -- tokens --------------------------------------------------------------------------
+    def token_path(self, name: str) -> Path:
+        return self.root / "tokens" / f"{name}.pt"
+
+    def _token_meta(self, split: str, max_samples: int | None) -> dict:
+        weights = self.checkpoint / "model.safetensors"
+        return {"checkpoint": str(self.checkpoint), "split": split, "data_root": self.data_root,
+                "weights_mtime": weights.stat().st_mtime if weights.exists() else None,
+                "max_samples": max_samples}
+
+    def tokens(self, max_samples: int | None = None, force: bool = False) -> None:
+        model = None
+        for name, split in self.splits.items():
+            path = self.token_path(name)
+            meta = self._token_meta(split, max_samples)
+            if not force and path.exists():
+                try:
+                    if torch.load(path, map_location="cpu", weights_only=True)["meta"] == meta:
+                        log.info("tokens %s: cached in %s", name, path)
+                        continue
+                except (KeyError, RuntimeError):
+                    pass
+            if model is None:
+                model = load_model(self.checkpoint, device=self.device)
+            t0 = time.perf_counter()
+            tokens = encode_split(model, ShardDataset(self.data_root, split),
+                                  int(self.config.get("tokens", {}).get("batch_size", 8)),
+                                  max_samples)
+            save_tokens(path, tokens, meta)
+            print(f"gep tokens {name}: {len(tokens['t_end'])} windows from "
+                  f"{len(tokens['recording_names'])} recordings in "
+                  f"{time.perf_counter() - t0:.0f} s -> {path}")
+
+    def load(self, name: str) -> dict:
+        data = load_tokens(self.token_path(name))
+        if data["meta"].get("checkpoint") != str(self.checkpoint):
+            raise ValueError(f"{self.token_path(name)} came from {data['meta'].get('checkpoint')}"
+                             f", not {self.checkpoint}: rerun `event-fm train gep tokens`")
+        return data
+
+    # -- fit -----------------------------------------------------------------------------
+    @property
+    def fit_dir(self) -> Path:
+        return self.root / "fit"
+
+    def gep_config(self, token_dim: int) -> GEPConfig:
+        return GEPConfig.from_dict({**self.config.get("model", {}), "token_dim": token_dim,
+                                    "encoder_checkpoint": str(self.checkpoint)})
+
+    def fit(self, steps: int | None = None, skip_done: bool = False) -> None:
+        if skip_done and (self.fit_dir / "model" / "config.json").exists():
+            log.info("fit: done in %s", self.fit_dir)
+            return
+        section = dict(self.config.get("fit", {}))
+        if steps is not None:
+            section["steps"] = steps
+        windows = int(section.pop("windows", 8))
+        tokens = self.load("train")
+        gep_cfg = self.gep_config(int(tokens["event_cls"].shape[-1]))
+        groups = WindowGroups(tokens, gep_cfg.agg_grid)
+        run_cfg = RunConfig.from_dict(section)
+        run_cfg.out_dir = str(self.fit_dir)
+        run_cfg.device = str(self.device)
+        t0 = time.perf_counter()
+        result = fit(groups, gep_cfg, run_cfg, windows)
+        history = read_log(self.fit_dir / "log.csv")
+        if history:
+            from event_fm.training.plots import save_loss_curve
+
+            save_loss_curve(self.fit_dir / "loss.png", history, "GEP next-token MSE")
+        summary = {"steps": result.steps_done, "resumed_from": result.resumed_from,
+                   "seconds": time.perf_counter() - t0,
+                   "first_loss": history[0]["loss"] if history else None,
+                   "last_loss": history[-1]["loss"] if history else None,
+                   "parameters": sum(p.numel() for p in load_gep(self.fit_dir / "model")
+                                     .parameters())}
+        (self.fit_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        print(f"gep fit: {summary['steps']} steps, loss {summary['first_loss']} -> "
+              f"{summary['last_loss']}; model {self.fit_dir / 'model'}")
+
+    # -- evaluate ------------------------------------------------------------------------
+    def evaluate(self) -> dict:
+        section = self.config.get("evaluate", {})
+        gep = load_gep(self.fit_dir / "model", device=self.device)
+        eventfm = load_model(self.checkpoint, device=self.device)
+        report = {"checkpoint": str(self.checkpoint), "gep": str(self.fit_dir / "model"),
+                  "config": gep.config.__dict__, "sets": {}, "examples": {}}
+        for name in self.splits:
+            if name == "train":
+                continue
+            t0 = time.perf_counter()
+            result = evaluate_set(gep, eventfm, self.load(name), int(section.get("context", 7)),
+                                  int(section.get("horizons", 3)),
+                                  int(section.get("horizon_stride", 3)),
+                                  int(section.get("batch_size", 64)), keep_examples=3)
+            report["examples"][name] = result.pop("_examples")
+            result["seconds"] = time.perf_counter() - t0
+            report["sets"][name.removeprefix("heldout_")] = result
+        report["summary"] = summary_json(report["sets"])
+        fit_summary = self.fit_dir / "summary.json"
+        if fit_summary.exists():
+            report["fit"] = json.loads(fit_summary.read_text())
+        out = self.root / "evaluate"
+        out.mkdir(parents=True, exist_ok=True)
+        public = {k: v for k, v in report.items() if k != "examples"}
+        (out / "metrics.json").write_text(json.dumps(public, indent=1, default=str))
+        return report
+
+
+def read_log(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
