@@ -79,3 +79,12 @@ reconstruct-report: setup
 	mkdir -p models/reconstruction
 	cp out/reconstruct/full/model/config.json out/reconstruct/full/model/model.safetensors \
 	  models/reconstruction/
+
+# Generative event pretraining, GEP stage 2 (issue 11): tokens of the default model's aligned
+# encoders -> causal transformer -> next-window prediction vs copy-last on the held-out
+# recordings -> docs/gep.{md,json,*.png} (about 15 min on a shared 2-core CPU). Needs
+# out/train/default (the distilled student with its teacher and heads).
+.PHONY: gep-report
+gep-report: setup
+	OMP_NUM_THREADS=1 EVENT_FM_VENV=$(abspath $(VENV)) nice -n 5 bash scripts/with_env.sh \
+	  $(PY) -m event_fm.cli.main train gep report --config training/configs/gep.yaml

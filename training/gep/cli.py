@@ -56,7 +56,8 @@ def resolve_checkpoint(config: dict, override: str | None) -> Path:
 def out_root(config: dict, override: str | None, checkpoint: Path) -> Path:
     if override:
         return Path(override)
-    slug = "_".join(p for p in checkpoint.parts if p not in ("", "/", ".", "out", "train"))
+    parts = [p for p in checkpoint.parts[-4:] if p not in ("/", ".", "out", "train")]
+    slug = "_".join(parts)  # out/train/default/rows/full/model -> default_rows_full_model
     return Path(config.get("out", "out/gep")) / slug
 
 
