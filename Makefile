@@ -80,6 +80,24 @@ reconstruct-report: setup
 	cp out/reconstruct/full/model/config.json out/reconstruct/full/model/model.safetensors \
 	  models/reconstruction/
 
+# Motion forecasting (E-Motion, issue 10): 20 ms voxel frames (3 bins, 128x128) from the simulated
+# recordings (scripts/simulate_reproduction_data.sh) and the real bags, the diffusion forecaster and
+# the SimVP-style baseline, reward alignment, the shipped models/forecast and the report in
+# docs/forecast.{md,json,*.png} (about 45 min on a shared 2-core CPU; SEG_CHECKPOINT: the model
+# whose segmentation scores the forecasts downstream).
+.PHONY: forecast-report
+SEG_CHECKPOINT ?= models/default
+FORECAST := OMP_NUM_THREADS=1 EVENT_FM_VENV=$(abspath $(VENV)) nice -n 5 bash scripts/with_env.sh \
+  $(PY) -m event_fm.cli.main train forecast
+forecast-report: setup
+	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_reproduction_data.sh data/generated/repro_sim
+	$(FORECAST) data
+	$(FORECAST) fit --model diffusion
+	$(FORECAST) fit --model simvp
+	$(FORECAST) align
+	$(FORECAST) export --to models/forecast
+	$(FORECAST) evaluate --segmentation-checkpoint $(SEG_CHECKPOINT)
+
 # Generative event pretraining, GEP stage 2 (issue 11): tokens of the default model's aligned
 # encoders -> causal transformer -> next-window prediction vs copy-last on the held-out
 # recordings -> docs/gep.{md,json,*.png} (about 15 min on a shared 2-core CPU). Needs

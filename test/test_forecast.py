@@ -226,7 +226,7 @@ def _cli(*argv: str) -> int:
 @pytest.fixture(scope="module")
 def smoke_config(tmp_path_factory):
     root = tmp_path_factory.mktemp("forecast")
-    for split, seed in (("train", 0), ("sim", 1)):
+    for split, seed in (("train", 0), ("sim", 1), ("real", 2)):
         ev = moving_bar_events(40, 30, 40 * FRAME_NS, seed)
         frames = frames_from_events(ev, 0, 40, 40, 30, 3, 16)
         (root / "data" / split).mkdir(parents=True)
@@ -235,15 +235,16 @@ def smoke_config(tmp_path_factory):
     config = {
         "out": str(root / "out"),
         "data": {"root": str(root / "data"), "train_stride": 4},
-        "model": TINY,
+        "model": {**TINY, "frames": 13},  # 3 past + 10 future: the report's horizons
         "fit": {"steps": 4, "batch_size": 2, "lr": 1e-3, "log_every": 2, "device": "cpu"},
-        "simvp_model": {"past": 3, "horizon": 3, "size": 16, "width": 8, "hidden": 16,
+        "simvp_model": {"past": 3, "horizon": 10, "size": 16, "width": 8, "hidden": 16,
                         "translator_blocks": 1},
         "simvp": {"steps": 3, "batch_size": 2, "log_every": 1, "device": "cpu"},
         "sampling": {"steps": 2, "prompt_length": 2, "guide_frames": 3, "tau": 100},
         "align": {"iterations": 1, "prompts": 1, "samples_per_prompt": 2, "steps": 2,
                   "train_timesteps": 1, "lr": 1e-4},
-        "evaluate": {"segmentation_checkpoint": str(REPO / "models" / "default")},
+        "evaluate": {"segmentation_checkpoint": str(REPO / "models" / "default"),
+                     "max_sequences": {"sim": 3, "real": 2}, "segmentation_sequences": 2},
     }
     path = root / "forecast.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -260,13 +261,13 @@ def test_smoke_fit_sample_align(smoke_config):
     log = (out / "fit_diffusion" / "log.csv").read_text().splitlines()
     assert len(log) == 3 and all(math.isfinite(float(r.split(",")[-2])) for r in log[1:])
     simvp = load_forecaster(out / "fit_simvp" / "model")
-    assert simvp(torch.zeros(1, 3, 3, 16, 16)).shape == (1, 3, 3, 16, 16)
+    assert simvp(torch.zeros(1, 3, 3, 16, 16)).shape == (1, 10, 3, 16, 16)
     past = torch.rand(2, 3, 3, 16, 16)
     g = dict(generator=torch.Generator().manual_seed(0))
     plain = sample_forecast(model, past, steps=2, prompt_length=2, **g)
     g = dict(generator=torch.Generator().manual_seed(0))
     guided = sample_forecast(model, past, steps=2, prompt_length=2, guide_frames=3, tau=0, **g)
-    assert plain.shape == guided.shape == (2, 6, 3, 16, 16)
+    assert plain.shape == guided.shape == (2, 13, 3, 16, 16)
     assert torch.isfinite(guided).all() and not torch.allclose(plain, guided)
 
     assert _cli("align", "--config", str(path)) == 0
@@ -279,6 +280,21 @@ def test_smoke_fit_sample_align(smoke_config):
     assert _cli("export", "--config", str(path), "--to", str(root / "shipped")) == 0
     live = LiveForecaster.from_checkpoint(root / "shipped")
     assert (live.settings.steps, live.settings.guide_frames) == (2, 3)
+
+    docs = root / "docs"
+    assert _cli("evaluate", "--config", str(path), "--docs", str(docs)) == 0
+    report = json.loads((docs / "forecast.json").read_text())
+    for domain, count in (("sim", 3), ("real", 2)):
+        r = report[domain]
+        assert r["sequences"] == count
+        for name in ("copy_last", "zero", "simvp", "diffusion", "diffusion_aligned"):
+            assert set(r[name]["mse"]) == set(r[name]["ssim"]) == {"h1", "h5", "h10"}
+        assert r["zero"]["mean_abs"] == 0.0 and r["ground_truth_mean_abs"] > 0
+        assert r["copy_last"]["seg_miou"]["h1"] <= 1.0
+    assert {"1_steps", "10_steps"} <= set(report["latency_s"])
+    text = (docs / "forecast.md").read_text()
+    assert "## Targets" in text and "copy_last" in text
+    assert (docs / "forecast_metrics.png").stat().st_size > 0
 
 
 def test_shipped_forecaster_is_small_and_loads():

@@ -125,8 +125,9 @@ def _fit(config: dict, out: Path, model: str, steps: int | None) -> int:
 
         task = SimVPTask(config)
     result = run(task, run_cfg)
-    if result.history:
-        save_loss_curve(Path(run_cfg.out_dir) / "loss.png", result.history, f"forecast {model}")
+    history = _read_log(Path(run_cfg.out_dir) / "log.csv")  # the whole run, resumed or not
+    if history:
+        save_loss_curve(Path(run_cfg.out_dir) / "loss.png", history, f"forecast {model}")
     first = result.history[0]["loss"] if result.history else None
     last = result.history[-1]["loss"] if result.history else None
     print(f"forecast fit {model}: {result.steps_done} steps (resumed from {result.resumed_from})"
@@ -147,3 +148,13 @@ def _export(config: dict, out: Path, checkpoint: str | None, to: Path) -> int:
     size = (to / "model.safetensors").stat().st_size
     print(f"forecast export: {checkpoint} -> {to} ({size / 1e6:.2f} MB)")
     return 0
+
+
+def _read_log(path: Path) -> list[dict]:
+    import csv
+
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(f)]

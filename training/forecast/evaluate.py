@@ -58,19 +58,20 @@ def score(preds: dict[str, torch.Tensor], future: torch.Tensor,
     """Per method: mse/ssim per horizon, mean |voxel|; with a probe also encoder-FD and the
     segmentation mIoU against the true future's segmentation, per horizon."""
     result: dict = {"ground_truth_mean_abs": float(future.abs().mean())}
+    horizons = [h for h in HORIZONS if h <= future.shape[1]]
     truth_probe = {}
     if probe is not None:
         n = min(probe_count or len(future), len(future))
-        for h in HORIZONS:
+        for h in horizons:
             truth_probe[h] = probe(future[:n, h - 1:h])
     for name, pred in preds.items():
         entry: dict = {"mse": {}, "ssim": {}, "mean_abs": float(pred.abs().mean())}
-        for h in HORIZONS:
+        for h in horizons:
             entry["mse"][f"h{h}"] = float(mse(pred[:, h - 1], future[:, h - 1]).mean())
             entry["ssim"][f"h{h}"] = float(ssim(pred[:, h - 1], future[:, h - 1]).mean())
         if probe is not None:
             entry["feature_fd"], entry["seg_miou"] = {}, {}
-            for h in HORIZONS:
+            for h in horizons:
                 tokens, labels = probe(pred[:n, h - 1:h])
                 t_tokens, t_labels = truth_probe[h]
                 entry["feature_fd"][f"h{h}"] = feature_frechet(
