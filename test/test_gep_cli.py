@@ -59,7 +59,8 @@ def setup(tmp_path_factory):
                   "max_windows": 4},
         "fit": {"windows": 4, "steps": 4, "batch_size": 4, "lr": 0.001, "log_every": 2,
                 "checkpoint_every": 2, "device": "cpu"},
-        "evaluate": {"context": 3, "horizons": 2, "horizon_stride": 2, "batch_size": 4},
+        "evaluate": {"context": 3, "horizons": 2, "horizon_stride": 2, "batch_size": 4,
+                     "probe_steps": 3},
     }
     path = tmp / "gep.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -99,6 +100,8 @@ def test_token_cache_is_time_ordered_and_copy_last_matches_by_hand(setup):
     assert metrics["sets"]["test"]["windows"] == 7
     assert metrics["fit"]["steps"] == 4
     assert len(metrics["sets"]["test"]["horizon"]["gep"]["feature_mse"]) == 2
+    for kind in ("student_tokens", "gep_features"):
+        assert np.isfinite(metrics["probe"][kind]["test"]["depth_mae_10m"])
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):

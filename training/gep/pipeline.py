@@ -135,6 +135,18 @@ class Steps:
             result["seconds"] = time.perf_counter() - t0
             report["sets"][name.removeprefix("heldout_")] = result
         report["summary"] = summary_json(report["sets"])
+        probe_steps = int(section.get("probe_steps", 0))
+        if probe_steps > 0:
+            from .probe import run_probe
+
+            t0 = time.perf_counter()
+            report["probe"] = run_probe(
+                gep, self.load("train"),
+                {n.removeprefix("heldout_"): self.load(n) for n in self.splits if n != "train"},
+                eventfm.encoder.backbone.grid_size(*eventfm.img_size), tuple(eventfm.img_size),
+                eventfm.heads["depth"].depth_range, probe_steps, self.device)
+            report["probe"]["steps"] = probe_steps
+            report["probe"]["seconds"] = time.perf_counter() - t0
         fit_summary = self.fit_dir / "summary.json"
         if fit_summary.exists():
             report["fit"] = json.loads(fit_summary.read_text())

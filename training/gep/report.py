@@ -100,6 +100,23 @@ def write_report(report: dict, docs: Path, root: Path) -> list[Path]:
     return paths
 
 
+def probe_section(probe: dict | None) -> list[str]:
+    """Use (b): a fresh depth head on the student's tokens vs on GEP's features."""
+    if not probe:
+        return []
+    sets = [k for k in probe["student_tokens"]]
+    lines = ["## Downstream head on GEP features", "",
+             f"A fresh depth head ({probe['steps']} steps on the training recordings, the same "
+             "head and data for both rows) on the current window's features; held-out "
+             "depth MAE@10m (m):", "",
+             "| features | " + " | ".join(sets) + " |", "|---" * (len(sets) + 1) + "|"]
+    for kind, label in (("student_tokens", "student event tokens (3x4 + CLS)"),
+                        ("gep_features", "GEP hidden states of the window's event group")):
+        lines.append(f"| {label} | " + " | ".join(
+            _f(probe[kind][s]["depth_mae_10m"], 3) for s in sets) + " |")
+    return lines + [""]
+
+
 def markdown(report: dict) -> str:
     cfg, fit = report["config"], report.get("fit", {})
     summary = report["summary"]
@@ -138,7 +155,7 @@ def markdown(report: dict) -> str:
               "Rolled out autoregressively (event and frame groups of the intermediate windows "
               "are generated too) on every third anchor.", "", "![horizon](gep_horizon.png)", "",
               "## Predicted future depth", "", "![depth](gep_depth.png)", ""]
-    if (Path("docs") / "gep_loss.png").exists():
-        lines += ["## Training loss", "", "![loss](gep_loss.png)", ""]
+    lines += probe_section(report.get("probe"))
+    lines += ["## Training loss", "", "![loss](gep_loss.png)", ""]
     lines += report.get("notes", [])
     return "\n".join(lines) + "\n"

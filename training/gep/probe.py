@@ -1,0 +1,108 @@
+"""Use (b): do the GEP transformer's features help a downstream head? A fresh depth head is
+trained on the training recordings' windows from (1) the student's own event tokens, aggregated
+to the transformer's grid, and (2) the frozen GEP transformer's hidden states at the same
+window's event group (which also saw the previous windows), then scored on the held-out
+recordings. Same head, steps and data for both; only the features differ.
+"""
+
+from __future__ import annotations
+
+import torch
+from event_fm.training.losses.tasks import depth_loss
+from event_fm.training.metrics import DepthMetrics
+from tqdm import tqdm
+
+from event_fm.models import EncoderOutput
+from event_fm.models.gep import GEPTransformer, interleave, modality_ids, upsample_patches
+from event_fm.models.heads import DepthHead
+
+from .data import WindowGroups
+
+FEATURES = ("student_tokens", "gep_features")
+
+
+@torch.no_grad()
+def gep_event_features(gep: GEPTransformer, groups: WindowGroups,
+                       batch_size: int = 32) -> torch.Tensor:
+    """Hidden states (N, K, width) of every window's event group. Each recording is cut into
+    runs of the model's context length; a window sees the earlier windows of its run."""
+    cfg = gep.config
+    k, length = cfg.group_size, cfg.max_windows
+    device = gep.token_mean.device
+    out = torch.zeros(len(groups), k, cfg.width)
+    runs = [(s, min(s + length, rec.stop)) for rec in groups.recordings
+            for s in range(rec.start, rec.stop, length)]
+    for i in range(0, len(runs), batch_size):
+        for a, b in runs[i:i + batch_size]:  # runs differ in length at recording ends
+            ev = groups.events[a:b][None].to(device)
+            fr = groups.frames[a:b][None].to(device)
+            seq = interleave(ev, fr if cfg.with_frames else None)
+            hidden = gep.hidden(seq, modality_ids(b - a, k, cfg.with_frames)).cpu()[0]
+            period = 2 * k if cfg.with_frames else k
+            out[a:b] = hidden.reshape(b - a, period, -1)[:, :k]
+    return out
+
+
+def _feats(groups_or_hidden: torch.Tensor, grid: tuple[int, int], full: tuple[int, int]):
+    cls, patches = groups_or_hidden[:, 0], groups_or_hidden[:, 1:]
+    return cls, upsample_patches(patches, grid, full)
+
+
+def train_probe(features: torch.Tensor, depth: torch.Tensor, agg_grid: tuple[int, int],
+                token_grid: tuple[int, int], img_size: tuple[int, int],
+                depth_range: tuple[float, float], steps: int = 300, batch_size: int = 16,
+                lr: float = 1e-3, device: torch.device | str = "cpu",
+                seed: int = 0) -> DepthHead:
+    """A fresh DepthHead (64 bins, logit stride 2) on (N, K, D) group features."""
+    torch.manual_seed(seed)
+    head = DepthHead(features.shape[-1], 64, *depth_range, logit_stride=2).to(device)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(steps), unit="step", desc="probe", leave=False):
+        idx = torch.randint(0, len(features), (batch_size,), generator=gen)
+        cls, patch = _feats(features[idx].to(device), agg_grid, token_grid)
+        feats = EncoderOutput(cls=cls, patch=patch.flatten(2).transpose(1, 2),
+                              grid_size=token_grid)
+        pred = head(feats, img_size)["depth"][:, 0]
+        loss = depth_loss(pred, depth[idx].float().to(device), *depth_range)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return head.eval()
+
+
+@torch.no_grad()
+def score_probe(head: DepthHead, features: torch.Tensor, depth: torch.Tensor,
+                agg_grid: tuple[int, int], token_grid: tuple[int, int],
+                img_size: tuple[int, int], batch_size: int = 32) -> dict[str, float]:
+    device = next(head.parameters()).device
+    acc = DepthMetrics()
+    for s in range(0, len(features), batch_size):
+        cls, patch = _feats(features[s:s + batch_size].to(device), agg_grid, token_grid)
+        feats = EncoderOutput(cls=cls, patch=patch.flatten(2).transpose(1, 2),
+                              grid_size=token_grid)
+        pred = head(feats, img_size)["depth"][:, 0].cpu()
+        for p, g in zip(pred.numpy(), depth[s:s + batch_size].float().numpy(), strict=True):
+            acc.update(p, g)
+    return acc.compute()
+
+
+def run_probe(gep: GEPTransformer, train: dict, heldout: dict[str, dict],
+              token_grid: tuple[int, int], img_size: tuple[int, int],
+              depth_range: tuple[float, float], steps: int, device) -> dict:
+    """MAE@10m etc. per held-out set for each feature kind in :data:`FEATURES`."""
+    grid = gep.config.agg_grid
+    train_groups = WindowGroups(train, grid)
+    feats = {"student_tokens": train_groups.events,
+             "gep_features": gep_event_features(gep, train_groups)}
+    results: dict[str, dict] = {}
+    for kind, x in feats.items():
+        head = train_probe(x, train["depth"], grid, token_grid, img_size, depth_range, steps,
+                           device=device)
+        results[kind] = {}
+        for name, tokens in heldout.items():
+            groups = WindowGroups(tokens, grid)
+            hx = groups.events if kind == "student_tokens" else gep_event_features(gep, groups)
+            results[kind][name] = score_probe(head, hx, tokens["depth"], grid, token_grid,
+                                              img_size)
+    return results
