@@ -121,7 +121,11 @@ class Steps:
         section = self.config.get("evaluate", {})
         gep = load_gep(self.fit_dir / "model", device=self.device)
         eventfm = load_model(self.checkpoint, device=self.device)
+        lora_b = [p for n, p in eventfm.encoder.named_parameters() if "lora_B" in n]
         report = {"checkpoint": str(self.checkpoint), "gep": str(self.fit_dir / "model"),
+                  # LoRA starts with B = 0: all zeros means the student was never distilled
+                  "student_distilled": bool(not lora_b or any(p.abs().sum() > 0
+                                                                for p in lora_b)),
                   "config": gep.config.__dict__, "sets": {}, "examples": {}}
         for name in self.splits:
             if name == "train":

@@ -190,8 +190,9 @@ def findings(report: dict) -> list[str]:
         lines.append(f"- Aggregation costs little for depth here: the actual next window at 3x4 "
                      f"gives {_f(agg, 3)} m against {_f(full, 3)} m at the full grid, so the "
                      "3x4 groups bound any predictor at about that.")
-    if "rows" not in str(report["checkpoint"]):
-        lines.append("- The checkpoint is not a distilled student (the distillation rows were "
-                     "not finished when this report ran): its event tokens come from the "
-                     "undistilled encoder, so these numbers show the machinery, not GEP's value.")
+    if not report.get("student_distilled", True):
+        lines.append("- The checkpoint's event student was never distilled (its LoRA adapters "
+                     "are still zero: the distillation was not finished when this report ran), "
+                     "so the event tokens carry little; these numbers show the machinery, not "
+                     "GEP's value.")
     return lines + [""]
