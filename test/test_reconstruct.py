@@ -16,6 +16,7 @@ from event_fm.training.reconstruct.judges import (
     SegmentationJudge,
     jaccard,
     jaccard_distance,
+    make_judge,
     words_of,
 )
 from event_fm.training.reconstruct.losses import (
@@ -161,6 +162,10 @@ def test_segmentation_judge_reports_the_classes_it_sees():
     assert seen and seen <= set(free.class_names)
     with pytest.raises(ValueError, match="HxWx3"):
         judge.describe_batch([np.zeros((H, W), np.uint8)])
+    with pytest.raises(FileNotFoundError, match="no local model directory"):
+        make_judge("vlm", "/nonexistent/vlm")
+    with pytest.raises(ValueError, match="unknown judge"):
+        make_judge("oracle", "x")
 
 
 # -- metrics -----------------------------------------------------------------------------------

@@ -108,11 +108,12 @@ def run_evaluate(config: dict, args: argparse.Namespace, docs: bool) -> dict:
                 "fit": config.get("fit", {}), "data": config["data"],
                 "evaluate_wall_s": round(time.monotonic() - start, 1)}
     for name, path in generators.items():
+        recipe = json.loads((Path(path) / "config.json").read_text()).get("extra", {})
         summary = Path(path).parent / "summary.json"
         if summary.exists():
-            s = json.loads(summary.read_text())
-            settings[f"{name}_training"] = {k: s.get(k) for k in ("steps", "wall_s",
-                                                                  "parameters")}
+            recipe.update({k: json.loads(summary.read_text()).get(k)
+                           for k in ("wall_s", "parameters")})
+        settings[f"{name}_training"] = recipe
     target = Path(args.out) if args.out else (Path(config.get("report", {}).get("docs", "docs"))
                                               if docs else out / "eval")
     examples = int(config.get("report", {}).get("examples", 4))

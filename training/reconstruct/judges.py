@@ -129,11 +129,11 @@ class VLMJudge:
 
     def __init__(self, model_path: str | Path, prompt: str = "List the objects in this image.",
                  max_new_tokens: int = 48, device: str = "cpu") -> None:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
         path = Path(model_path)
         if not path.is_dir():
             raise FileNotFoundError(f"VLM judge: no local model directory {path}")
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
         self.processor = AutoProcessor.from_pretrained(path, local_files_only=True)
         self.model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True)
         self.model.to(device).eval()

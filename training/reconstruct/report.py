@@ -66,7 +66,12 @@ def markdown(result: dict, settings: dict, figures: list[str]) -> str:
         lines.append(f"| {ROW_TITLES.get(name, name)} (`{name}`) | {_fmt(row.get('ssim'))} | "
                      f"{_fmt(row.get('mse'))} | {_fmt(row.get('judge_jaccard'))} | "
                      f"{row['samples']} |")
-    lines += ["", "Per held-out set:", "", "| method | set | SSIM | MSE | judge Jaccard |",
+    lines += ["", "Rows: `event_frame` is the plain accumulated event frame (ON red, OFF blue on "
+              "white; no learning); `sobel_only` is the generator trained with the structural "
+              "loss only (LLM-EvRep's first ablation); `full` adds the judge's semantic term; "
+              "`delivered_frame` (when present) is the recording's own degraded camera frame, "
+              "for scale. Training budgets and judges are under Settings.", "",
+              "Per held-out set:", "", "| method | set | SSIM | MSE | judge Jaccard |",
               "|---|---|---|---|---|"]
     for name, row in rows.items():
         for split, s in row["per_split"].items():
