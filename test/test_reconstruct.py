@@ -315,3 +315,22 @@ def test_engine_computes_reconstruction_only_when_asked(tmp_path):
     spec = WindowSpec(t_start=50_000_000, t_end=100_000_000, stamp_ns=456)
     depth_only = engine.process(spec, {"depth"}, events_image=False)
     assert depth_only.reconstruction is None and depth_only.depth.shape == (H, W)
+
+
+def test_report_skips_a_held_out_set_with_the_same_inputs(tmp_path):
+    from event_fm.training.reconstruct.report import write_report
+
+    rng = np.random.default_rng(0)
+    pics = {k: rng.integers(0, 255, (2, H, W, 3), np.uint8)
+            for k in ("event_frame", "sobel_only", "full", "real")}
+    row = {"ssim": 0.5, "mse": 0.1, "judge_jaccard": 0.25, "samples": 2}
+    rows = {k: {**row, "per_split": {"a": row, "b": row}}
+            for k in ("event_frame", "sobel_only", "full")}
+    other = {**pics, "real": pics["real"][::-1].copy()}
+    paths = write_report({"rows": rows, "images": {"a": pics, "b": dict(pics), "c": other}},
+                         tmp_path, {}, examples=2)
+    assert [p.split("/")[-1] for p in paths["figures"]] == ["reconstruction_a.png",
+                                                           "reconstruction_c.png"]
+    assert "`b` holds the same events and clean frames as `a`" in paths["md"].read_text()
+    assert json.loads(paths["json"].read_text())["full"] == {"ssim": 0.5, "mse": 0.1,
+                                                             "judge_jaccard": 0.25}
