@@ -260,11 +260,16 @@ class GEPTransformer(nn.Module):
         delta = self.head(self.hidden(tokens, modality)) * self.token_std
         return self._reference(tokens) + delta
 
+    def next_token_errors(self, pred: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Squared errors (standardized) of the predictions of tokens ``period`` onwards
+        (B, N - period, C): the first window has no earlier window to go from, its tokens are
+        context only (scoring them would spend the model on guessing a scene's first view)."""
+        p = self.period
+        return ((pred[:, p - 1:-1] - tokens[:, p:]) / self.token_std) ** 2
+
     def next_token_loss(self, tokens: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
-        """MSE (standardized units) of every position's prediction of the following token."""
-        pred = self(tokens, modality)[:, :-1]
-        target = tokens[:, 1:]
-        return (((pred - target) / self.token_std) ** 2).mean()
+        """Next-token MSE (standardized units) over every window after the first."""
+        return self.next_token_errors(self(tokens, modality), tokens).mean()
 
     @torch.no_grad()
     def generate(self, context: torch.Tensor, context_modality: torch.Tensor,

@@ -37,7 +37,8 @@ from event_fm.models.gep import (
 from .data import WindowGroups
 
 #: the methods every evaluation scores; copy_last and gep go into docs/gep.json
-METHODS = ("copy_last", "gep", "copy_last_full", "next_window_agg", "next_window_full")
+METHODS = ("copy_last", "gep", "mean_last2", "copy_last_full", "next_window_agg",
+           "next_window_full")
 
 
 @dataclass
@@ -139,7 +140,7 @@ def evaluate_set(gep: GEPTransformer, eventfm: EventFM, tokens: dict, context: i
     if not items:
         raise ValueError("no held-out recording has two windows")
     pred = predict(gep, groups, items, 1, batch_size, progress)
-    feat_err = {m: [] for m in ("copy_last", "gep")}
+    feat_err = {m: [] for m in ("copy_last", "gep", "mean_last2")}
     depth_acc = {m: DepthMetrics() for m in METHODS}
     examples = []
     for start in range(0, len(items), batch_size):
@@ -149,12 +150,16 @@ def evaluate_set(gep: GEPTransformer, eventfm: EventFM, tokens: dict, context: i
         truth = groups.events[nxt]
         guess = torch.stack([pred[a.last][0] for a in chunk])
         copy = groups.events[last]
+        before = torch.tensor([a.last - 1 if a.context >= 2 else a.last for a in chunk])
+        mean2 = (copy + groups.events[before]) / 2
+        feat_err["mean_last2"].append(((mean2[:, 1:] - truth[:, 1:]) ** 2).mean(dim=(1, 2)))
         feat_err["gep"].append(((guess[:, 1:] - truth[:, 1:]) ** 2).mean(dim=(1, 2)))
         feat_err["copy_last"].append(((copy[:, 1:] - truth[:, 1:]) ** 2).mean(dim=(1, 2)))
         gt = tokens["depth"][nxt]
         depths = {
             "gep": _decode_group(decoder, guess, cfg.agg_grid),
             "copy_last": _decode_group(decoder, copy, cfg.agg_grid),
+            "mean_last2": _decode_group(decoder, mean2, cfg.agg_grid),
             "next_window_agg": _decode_group(decoder, truth, cfg.agg_grid),
             "copy_last_full": decoder(tokens["event_cls"][last], tokens["event_patch"][last]),
             "next_window_full": decoder(tokens["event_cls"][nxt], tokens["event_patch"][nxt]),

@@ -13,6 +13,7 @@ from .evaluate import METHODS
 LABELS = {
     "copy_last": "copy-last (aggregated 3x4, upsampled)",
     "gep": "GEP transformer (aggregated 3x4, upsampled)",
+    "mean_last2": "mean of the last two windows (reference)",
     "copy_last_full": "copy-last, full token grid (reference)",
     "next_window_agg": "actual next window, aggregated (ceiling of a 3x4 predictor)",
     "next_window_full": "actual next window, full grid (the student on its events)",

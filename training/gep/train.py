@@ -38,17 +38,14 @@ class GEPTask(Task):
         events, frames = (x.to(device) for x in batch)
         tokens = interleave(events, frames if self.config.with_frames else None)
         module = getattr(self, "ddp_module", self.model)
-        pred = module(tokens, self.modality.to(device))[:, :-1]
-        err = ((pred - tokens[:, 1:]) / self.model.token_std) ** 2
+        err = self.model.next_token_errors(module(tokens, self.modality.to(device)), tokens)
         # the share on event-group targets: the modality evaluation predicts
-        target_mod = self.modality[1:].to(device)
-        event_err = err[:, target_mod == 0].mean()
+        target_mod = self.modality[self.model.period:].to(device)
         with torch.no_grad():  # the copy-last baseline on the same targets, for the log
-            ref = self.model.copy_last(tokens)[:, :-1]
-            copy_err = ((ref - tokens[:, 1:]) / self.model.token_std) ** 2
-        return {"loss": err.mean(), "event_tokens": event_err.detach(),
-                "copy_last": copy_err.mean(), "copy_last_event": copy_err[:, target_mod == 0]
-                .mean()}
+            copy_err = self.model.next_token_errors(self.model.copy_last(tokens), tokens)
+        return {"loss": err.mean(), "event_tokens": err[:, target_mod == 0].mean().detach(),
+                "copy_last": copy_err.mean(),
+                "copy_last_event": copy_err[:, target_mod == 0].mean()}
 
     def save_final(self, out_dir: Path) -> None:
         save_gep(self.model, Path(out_dir) / "model")
