@@ -363,7 +363,8 @@ def save_metric_plot(report: dict, path: Path) -> None:
 
 
 def save_examples(examples: dict, path: Path) -> None:
-    """One sequence per domain: last past frame, true future and each method at h1/h5/h10."""
+    """One sequence per domain (the busiest): rows truth and each method, columns the last past
+    frame and h1/h5/h10 per domain; color scale: 99th percentile of the truth's |net events|."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -372,25 +373,25 @@ def save_examples(examples: dict, path: Path) -> None:
     from event_fm.pipeline.forecast import frame_to_rgb
 
     names = ["truth", *[n for n in METHODS if n in next(iter(examples.values()))[2]]]
-    fig, axes = plt.subplots(len(examples) * len(names), 4,
-                             figsize=(8, 2.0 * len(examples) * len(names)))
-    r = 0
-    for domain, (past, future, preds) in examples.items():
-        i = int(np.argmax(future.abs().flatten(1).mean(1).numpy()))  # the busiest sequence
-        vmax = float(future[i].sum(1).abs().max()) or 1.0
-        for name in names:
+    cols = 4 * len(examples)
+    fig, axes = plt.subplots(len(names), cols, figsize=(1.6 * cols, 1.6 * len(names)))
+    for d, (domain, (past, future, preds)) in enumerate(examples.items()):
+        i = int(np.argmax(future.abs().flatten(1).mean(1).numpy()))
+        net = future[i].sum(1).abs()
+        vmax = float(torch.quantile(net[net > 0], 0.99)) if bool((net > 0).any()) else 1.0
+        for r, name in enumerate(names):
             seq = future[i] if name == "truth" else preds[name][i]
             tiles = [past[i, -1], *[seq[h - 1] for h in HORIZONS]]
             for c, tile in enumerate(tiles):
-                ax = axes[r, c]
+                ax = axes[r, 4 * d + c]
                 ax.imshow(frame_to_rgb(tile.numpy(), vmax))
                 ax.set_xticks([])
                 ax.set_yticks([])
-                if c == 0:
-                    ax.set_ylabel(f"{domain}\n{name}", fontsize=7)
+                if 4 * d + c == 0:
+                    ax.set_ylabel(name, fontsize=7)
                 if r == 0:
-                    ax.set_title(["last past", "h1", "h5", "h10"][c], fontsize=8)
-            r += 1
+                    ax.set_title(f"{domain}: " + ["last past", "+20 ms", "+100 ms",
+                                                  "+200 ms"][c], fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
