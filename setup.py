@@ -26,6 +26,8 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        # the embedded checkpoints (default model, forecaster, reconstruction generator)
+        *((f"share/{PACKAGE}/{d}", glob(f"{d}/*")) for d in sorted(glob("models/*"))),
     ],
     python_requires=">=3.10",
     install_requires=[
