@@ -20,10 +20,10 @@ from event_fm.models.gep import (
 )
 
 
-def tiny(residual: bool = True, **kw) -> GEPTransformer:
+def tiny(residual: bool = True, target: str = "group", **kw) -> GEPTransformer:
     torch.manual_seed(0)
     cfg = GEPConfig(token_dim=8, width=16, depth=2, num_heads=2, agg_grid=(1, 2),
-                    max_windows=4, residual=residual, **kw)
+                    max_windows=4, residual=residual, target=target, **kw)
     model = GEPTransformer(cfg)
     if residual:  # a non-zero head, so the learned update takes part in every check
         torch.nn.init.normal_(model.head.weight, std=0.1)
@@ -66,8 +66,9 @@ def test_interleave_alternates_event_and_frame_groups_in_time():
 
 
 @pytest.mark.parametrize("residual", [True, False])
-def test_later_tokens_never_change_earlier_predictions(residual):
-    model = tiny(residual)
+@pytest.mark.parametrize("target", ["group", "token"])
+def test_later_tokens_never_change_earlier_predictions(residual, target):
+    model = tiny(residual, target)
     k = model.config.group_size
     tokens = torch.randn(2, 4 * 2 * k, 8)
     mods = modality_ids(4, k)
@@ -81,20 +82,45 @@ def test_later_tokens_never_change_earlier_predictions(residual):
             assert not torch.allclose(out[:, cut:], base[:, cut:])
 
 
-def test_untrained_residual_model_is_copy_last():
-    cfg = GEPConfig(token_dim=8, width=16, depth=1, num_heads=2, agg_grid=(1, 2), max_windows=3)
+@pytest.mark.parametrize("target", ["group", "token"])
+def test_untrained_residual_model_is_copy_last(target):
+    cfg = GEPConfig(token_dim=8, width=16, depth=1, num_heads=2, agg_grid=(1, 2), max_windows=3,
+                    target=target)
     model = GEPTransformer(cfg).eval()
     k = cfg.group_size
     tokens = torch.randn(1, 3 * 2 * k, 8)
     with torch.no_grad():
         pred = model(tokens, modality_ids(3, k))
-    period = 2 * k
-    # position i predicts token i + 1 as the token one window before it
-    assert torch.equal(pred[:, period - 1:-1], tokens[:, :-period])
+    period, shift = 2 * k, (k if target == "group" else 1)
+    # position i predicts token i + shift as that token one window earlier
+    d = period - shift
+    assert torch.equal(pred[:, d:], tokens[:, :tokens.shape[1] - d])
+    # the loss scores exactly the targets after the first window
+    errors = model.next_token_errors(pred, tokens)
+    assert errors.shape == (1, tokens.shape[1] - period, 8)
+    assert torch.equal(errors, ((tokens[:, :-period] - tokens[:, period:])
+                                / model.token_std) ** 2)
+
+
+def test_group_rollout_takes_a_whole_group_per_pass():
+    model = tiny()
+    k = model.config.group_size
+    context = torch.randn(2, 2 * 2 * k, 8)
+    ctx_mods = modality_ids(2, k)
+    gen_mods = torch.cat([modality_ids(1, k), torch.full((k,), EVENT)])
+    out = model.generate(context, ctx_mods, gen_mods)
+    with torch.no_grad():
+        first = model(context, ctx_mods)[:, -k:]
+        second = model(torch.cat([context, first], 1), torch.cat([ctx_mods, gen_mods[:k]]))
+    assert out.shape == (2, 3 * k, 8)
+    torch.testing.assert_close(out[:, :k], first)
+    torch.testing.assert_close(out[:, k:2 * k], second[:, -k:])
+    with pytest.raises(ValueError, match="whole groups"):
+        model.generate(context, ctx_mods, gen_mods[:-1])
 
 
 def test_cached_rollout_equals_full_reforward():
-    model = tiny()
+    model = tiny(target="token")
     k = model.config.group_size
     context = torch.randn(3, 2 * 2 * k, 8)
     ctx_mods = modality_ids(2, k)

@@ -111,10 +111,13 @@ class GEPConfig:
     max_windows: int = 8  # context length in windows
     with_frames: bool = True  # interleave frame groups (GEP's mixed sequences)
     residual: bool = True  # predict the change from the same slot one window earlier
+    target: str = "group"  # "group": each token predicts its slot in the next group; "token"
     encoder_checkpoint: str = ""  # the aligned encoders the tokens came from (metadata)
 
     def __post_init__(self) -> None:
         self.agg_grid = tuple(self.agg_grid)
+        if self.target not in ("group", "token"):
+            raise ValueError(f"target must be 'group' or 'token', got {self.target!r}")
         if self.width % self.num_heads:
             raise ValueError(f"width {self.width} is not divisible by {self.num_heads} heads")
 
@@ -217,6 +220,12 @@ class GEPTransformer(nn.Module):
                 nn.init.zeros_(m.bias)
 
     @property
+    def shift(self) -> int:
+        """How far ahead each position predicts: 1 (next token) or a group (the same slot of
+        the next group, so a whole group comes out of one pass, as GEP's aggregated groups)."""
+        return 1 if self.config.target == "token" else self.config.group_size
+
+    @property
     def period(self) -> int:
         """Tokens per window (the distance to the same slot one window earlier)."""
         return self.config.group_size * (2 if self.config.with_frames else 1)
@@ -241,13 +250,15 @@ class GEPTransformer(nn.Module):
         return self.norm(x)
 
     def copy_last(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The copy-last prediction at every position i: token i + 1 - period (the same slot
-        one window earlier), or the mean token inside the first window."""
+        """The copy-last prediction at every position i: the target i + shift's token one
+        window earlier (i + shift - period), or the mean token inside the first window."""
         b, n, c = tokens.shape
+        d = self.period - self.shift
         ref = self.token_mean.expand(b, n, c)
-        p = self.period
-        if n > p - 1:
-            ref = torch.cat([ref[:, :p - 1], tokens[:, :n - p + 1]], dim=1)
+        if d == 0:
+            return tokens
+        if n > d:
+            ref = torch.cat([ref[:, :d], tokens[:, :n - d]], dim=1)
         return ref
 
     def _reference(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -264,8 +275,8 @@ class GEPTransformer(nn.Module):
         """Squared errors (standardized) of the predictions of tokens ``period`` onwards
         (B, N - period, C): the first window has no earlier window to go from, its tokens are
         context only (scoring them would spend the model on guessing a scene's first view)."""
-        p = self.period
-        return ((pred[:, p - 1:-1] - tokens[:, p:]) / self.token_std) ** 2
+        p, s, n = self.period, self.shift, tokens.shape[1]
+        return ((pred[:, p - s:n - s] - tokens[:, p:]) / self.token_std) ** 2
 
     def next_token_loss(self, tokens: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
         """Next-token MSE (standardized units) over every window after the first."""
@@ -275,7 +286,10 @@ class GEPTransformer(nn.Module):
     def generate(self, context: torch.Tensor, context_modality: torch.Tensor,
                  modalities: torch.Tensor) -> torch.Tensor:
         """Roll out ``len(modalities)`` tokens after ``context`` (B, N, C), feeding each
-        prediction back (keys and values cached); returns (B, len(modalities), C)."""
+        prediction back; returns (B, len(modalities), C). Token targets decode one token at a
+        time with cached keys and values; group targets one group per pass."""
+        if self.shift > 1:
+            return self._generate_groups(context, context_modality, modalities)
         caches: list[list] = [[] for _ in self.blocks]
         seq = context
         x = self._embed(context, context_modality, 0)
@@ -291,6 +305,19 @@ class GEPTransformer(nn.Module):
                 seq = torch.cat([seq, nxt], dim=1)
                 x = self._embed(nxt, torch.tensor([mods[step]]), seq.shape[1] - 1)
         return torch.cat(out, dim=1)
+
+
+    def _generate_groups(self, context: torch.Tensor, context_modality: torch.Tensor,
+                         modalities: torch.Tensor) -> torch.Tensor:
+        k = self.shift
+        if len(modalities) % k or context.shape[1] % k:
+            raise ValueError(f"group decoding needs whole groups of {k} tokens")
+        seq, mods = context, context_modality.cpu()
+        for start in range(0, len(modalities), k):
+            nxt = self(seq, mods)[:, -k:]
+            seq = torch.cat([seq, nxt], dim=1)
+            mods = torch.cat([mods, modalities[start:start + k].cpu()])
+        return seq[:, context.shape[1]:]
 
 
 def save_gep(model: GEPTransformer, directory: str | Path) -> Path:

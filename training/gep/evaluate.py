@@ -176,8 +176,9 @@ def evaluate_set(gep: GEPTransformer, eventfm: EventFM, tokens: dict, context: i
         result[m]["feature_mse"] = float(torch.cat(errs).mean())
     result["windows"] = len(items)
     result["_depth_sums"] = {m: dict(acc.sums) for m, acc in depth_acc.items()}
-    result["horizon"] = horizon_curve(gep, groups, decoder, tokens["depth"], context, horizons,
-                                      horizon_stride, batch_size, progress)
+    result["horizon"] = (horizon_curve(gep, groups, decoder, tokens["depth"], context, horizons,
+                                       horizon_stride, batch_size, progress)
+                         if horizons > 0 else {})
     result["_examples"] = examples
     return result
 

@@ -139,6 +139,7 @@ class Steps:
             result["seconds"] = time.perf_counter() - t0
             report["sets"][name.removeprefix("heldout_")] = result
         report["summary"] = summary_json(report["sets"])
+        report["variants"] = self.variants(eventfm, section)
         probe_steps = int(section.get("probe_steps", 0))
         if probe_steps > 0:
             from .probe import run_probe
@@ -159,6 +160,30 @@ class Steps:
         public = {k: v for k, v in report.items() if k != "examples"}
         (out / "metrics.json").write_text(json.dumps(public, indent=1, default=str))
         return report
+
+
+    def variants(self, eventfm, section: dict) -> dict:
+        """Other trained transformers (``evaluate.variants``: name -> model folder, relative to
+        the output folder) scored the same way at one window ahead, for the report."""
+        out: dict[str, dict] = {}
+        for name, folder in (section.get("variants") or {}).items():
+            path = Path(folder) if Path(folder).is_absolute() else self.root / folder
+            if not (path / "config.json").exists():
+                log.info("variant %s: no model in %s, skipped", name, path)
+                continue
+            model = load_gep(path, device=self.device)
+            out[name] = {}
+            for split in self.splits:
+                if split == "train":
+                    continue
+                r = evaluate_set(model, eventfm, self.load(split),
+                                 int(section.get("context", 7)), 0,
+                                 batch_size=int(section.get("batch_size", 64)))
+                out[name][split.removeprefix("heldout_")] = {
+                    "feature_mse": r["gep"]["feature_mse"],
+                    "depth_mae_10m": r["gep"]["depth_mae_10m"],
+                    "copy_last_feature_mse": r["copy_last"]["feature_mse"]}
+        return out
 
 
 def read_log(path: Path) -> list[dict]:

@@ -101,6 +101,21 @@ def write_report(report: dict, docs: Path, root: Path) -> list[Path]:
     return paths
 
 
+def variant_section(variants: dict | None) -> list[str]:
+    if not variants:
+        return []
+    lines = ["## Variants", "",
+             "Other transformers trained on the same tokens, scored the same way one window "
+             "ahead (copy-last for comparison):", "",
+             "| variant | set | feature MSE | copy-last feature MSE | depth MAE@10m (m) |",
+             "|---|---|---|---|---|"]
+    for name, sets in variants.items():
+        for s, r in sets.items():
+            lines.append(f"| {name} | {s} | {_f(r['feature_mse'])} | "
+                         f"{_f(r['copy_last_feature_mse'])} | {_f(r['depth_mae_10m'], 3)} |")
+    return lines + [""]
+
+
 def probe_section(probe: dict | None) -> list[str]:
     """Use (b): a fresh depth head on the student's tokens vs on GEP's features."""
     if not probe:
@@ -135,8 +150,12 @@ def markdown(report: dict) -> str:
         "(GEP: 4096); each window's token grid average-pooled to "
         f"{cfg['agg_grid'][0]}x{cfg['agg_grid'][1]} plus its CLS token; modality embedding, "
         "learned positions; "
-        + ("the head predicts the change from the same slot one window earlier." if
-           cfg.get("residual") else "the head predicts tokens directly."),
+        + ("each token predicts its slot in the next group (a whole group per pass, GEP's "
+           "aggregated next-token target); " if cfg.get("target", "token") == "group" else
+           "each token predicts the next token (decoded one at a time); ")
+        + ("the head predicts the change from the same slot one window earlier; the first "
+           "window of each training sequence is context only." if cfg.get("residual") else
+           "the head predicts tokens directly."),
     ]
     if fit:
         lines.append(f"- Training: {fit.get('steps')} steps, next-token MSE (standardized) "
@@ -156,6 +175,7 @@ def markdown(report: dict) -> str:
               "Rolled out autoregressively (event and frame groups of the intermediate windows "
               "are generated too) on every third anchor.", "", "![horizon](gep_horizon.png)", "",
               "## Predicted future depth", "", "![depth](gep_depth.png)", ""]
+    lines += variant_section(report.get("variants"))
     lines += probe_section(report.get("probe"))
     lines += ["## Training loss", "", "![loss](gep_loss.png)", ""]
     lines += findings(report)
