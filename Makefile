@@ -51,11 +51,11 @@ train-smoke: setup
 	  --out out/models/smoke
 
 # The shipped models/default from scratch: simulate the recordings, teacher -> heads -> the
-# 'full' distillation, export (about 35 min on 2 CPU cores).
+# default distillation (1000 steps), export (about 40 min on 2 CPU cores).
 train-default: setup
 	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_reproduction_data.sh data/generated/repro_sim
 	$(RUN) $(PY) -m event_fm.training.reproduce --config training/configs/default.yaml \
-	  --rows full --export models/default
+	  --rows default --export models/default
 
 # models/default plus every ablation row, the no-teacher baseline, the held-out evaluation and
 # docs/reproduction.{md,json,png} (about 1.5 h on 2 CPU cores; finished stages are reused).

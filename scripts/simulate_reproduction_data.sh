@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Recordings for the default model and the reproduction report (issue 9): 16 training scenes
 # and 4 held-out scenes (other seeds and layouts), each held-out scene in a low-light and a
-# motion-blur variant (both bags also carry the clean frames on /camera/image_clean).
+# motion-blur variant, mild and severe (all also carry the clean frames on /camera/image_clean).
 set -euo pipefail
 out="${1:-data/generated/repro_sim}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,5 +20,11 @@ for seed in 401 402 403 404; do
     [ -d "$out/heldout_$degrade/rec_$seed" ] || sim --out "$out/heldout_$degrade/rec_$seed" \
       --scene "$scene" --duration 3 --seed "$seed" --degrade "$degrade"
   done
+  # severe: night-time light (1/100 of daylight) and a 120 ms exposure
+  [ -d "$out/heldout_lowlight_severe/rec_$seed" ] || sim --out \
+    "$out/heldout_lowlight_severe/rec_$seed" --scene "$scene" --duration 3 --seed "$seed" \
+    --degrade lowlight --light-scale 0.01
+  [ -d "$out/heldout_blur_severe/rec_$seed" ] || sim --out "$out/heldout_blur_severe/rec_$seed" \
+    --scene "$scene" --duration 3 --seed "$seed" --degrade blur --exposure-ms 120
 done
 echo "reproduction data ready in $out"

@@ -58,3 +58,20 @@ def test_targets_are_checked_against_the_numbers():
                    "student on events better than teacher on low light RGB": True,
                    "student on events better than teacher on blur RGB": False,
                    "structure-aware distillation at least as good as L1 only": True}
+
+
+def test_summary_prefers_the_shipped_row_and_the_severe_sets():
+    def sets(delivered: float) -> dict:
+        out = {s: {"teacher_rgb": _entry(1.0), "teacher_delivered_rgb": _entry(delivered),
+                   "student_events": _entry(1.2)} for s in ("lowlight", "blur")}
+        out.update({f"{s}_severe": {"teacher_rgb": _entry(1.0),
+                                    "teacher_delivered_rgb": _entry(delivered * 4),
+                                    "student_events": _entry(1.2)} for s in ("lowlight", "blur")})
+        return out
+
+    results = {"full": sets(1.1), "scratch": sets(1.1), "default": sets(1.05)}
+    summary = summarize(results)
+    assert summary["shipped_row"] == "default"
+    assert summary["teacher_lowlight_rgb"]["depth_mae_10m"] == 1.05 * 4
+    assert summary["mild"]["teacher_blur_rgb"]["depth_mae_10m"] == 1.05
+    assert summary["ablation"] == {"full": _entry(1.2)}

@@ -83,6 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="also write forward optical flow ground truth on /gt/flow (32FC2)")
     src.add_argument("--exposure-ms", type=_non_negative(float), default=30.0,
                      help="exposure of blurred frames")
+    src.add_argument("--light-scale", type=_positive(float), default=0.05,
+                     help="scene brightness of low-light frames relative to daylight (0-1]")
     pix = parser.add_argument_group("event pixel")
     pix.add_argument("--threshold", type=_positive(float), default=0.25,
                      help="ON and OFF contrast threshold (log units)")
@@ -178,7 +180,11 @@ def _simulate(args: argparse.Namespace, params) -> tuple[dict, float]:
     w, h = args.resolution or (346, 260)
     degrade = None
     if args.degrade is not None:
-        degrade = DegradeParams(args.degrade, exposure_s=args.exposure_ms * 1e-3)
+        try:
+            degrade = DegradeParams(args.degrade, exposure_s=args.exposure_ms * 1e-3,
+                                    light_scale=args.light_scale)
+        except ValueError as exc:
+            _fail(str(exc))
     config = SimConfig(kind=args.scene or "street", seed=args.seed, width=w, height=h,
                        duration=args.duration or 1.0, fps=args.fps or 20.0, esim=params,
                        degrade=degrade, flow=args.flow)

@@ -90,6 +90,8 @@ class DistillModule(nn.Module):
                                         else torch.tensor(1.0)}
         total = t_patch.new_zeros(())
         for name, weight in s["losses"].items():
+            if not weight:  # a row that switches a loss off (reproduction ablations)
+                continue
             if name == "realm":
                 r = realm_loss(student.patch, t_patch, student.cls, target.cls, mask,
                                RealmLossWeights(**s["realm_weights"]))
