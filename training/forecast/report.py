@@ -319,10 +319,13 @@ davis346, libcaer rollover 640x480; never trained on). Every run sets `torch.set
 `~/forecast_image` (rgb8: the last past frame then the predicted frames, ON red / OFF blue);
 either is computed only while someone subscribes (`forecasts_computed` in /diagnostics counts
 them). Parameters: `forecast_checkpoint` (empty: `models/forecast`), `forecast_steps` (10),
-`forecast_horizon` (10 frames), `forecast_guide_frames` (4; 0 turns guided sampling off). The
-node keeps its own history of the last 4 x 20 ms of events (`event_fm/pipeline/forecast.py`; the
-engine discards buffered events before each window), so the prompt always ends at the window's
-end. Message layout and why: no standard message carries a stack of multi-bin float frames with
+`forecast_horizon` (10 frames), `forecast_guide_frames` (4; 0 turns guided sampling off). On a
+CPU a 10-step forecast takes over a second (latency above), longer than a 50 ms window: the
+worker then runs the newest window and counts the skipped ones (`windows_dropped_behind`); use
+`forecast_steps: 1` or a GPU for live rates. The node keeps its own history of the last
+4 x 20 ms of events (`event_fm/pipeline/forecast.py`; the engine discards buffered events
+before each window), so the prompt always ends at the window's end.
+Message layout and why: no standard message carries a stack of multi-bin float frames with
 a stamp per frame (`sensor_msgs/Image` is one frame, one stamp, and at most 4 float channels per
 named encoding; an `Image[]` would repeat the header per frame and hide the bin layout), so
 `EventForecast` composes standard types: `std_msgs/Header` (stamp = the input window's end),
