@@ -83,10 +83,11 @@ def test_later_tokens_never_change_earlier_predictions(residual, target):
 
 
 @pytest.mark.parametrize("target", ["group", "token"])
-def test_untrained_residual_model_is_copy_last(target):
+def test_residual_model_without_update_is_copy_last(target):
     cfg = GEPConfig(token_dim=8, width=16, depth=1, num_heads=2, agg_grid=(1, 2), max_windows=3,
                     target=target)
     model = GEPTransformer(cfg).eval()
+    torch.nn.init.zeros_(model.head.weight)  # no learned update: exactly copy-last
     k = cfg.group_size
     tokens = torch.randn(1, 3 * 2 * k, 8)
     with torch.no_grad():

@@ -190,7 +190,7 @@ class GEPTransformer(nn.Module):
     training set (``token_mean``/``token_std`` buffers) so the regression loss weighs channels
     evenly; :meth:`next_token_loss` is that MSE. With ``residual`` the head predicts the change
     from the token in the same slot one window earlier (copy-last plus a learned update; the
-    head starts at zero, so an untrained model is exactly copy-last) — still causal, since that
+    head starts near zero, so an untrained model is close to copy-last) — still causal, since that
     token lies before the predicting position.
     """
 
@@ -209,8 +209,8 @@ class GEPTransformer(nn.Module):
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.modality_embed, std=0.02)
         self.apply(self._init_weights)
-        if cfg.residual:
-            nn.init.zeros_(self.head.weight)
+        if cfg.residual:  # start near copy-last; not exactly zero, so the trunk gets gradients
+            nn.init.trunc_normal_(self.head.weight, std=1e-3)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:

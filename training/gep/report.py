@@ -130,7 +130,11 @@ def probe_section(probe: dict | None) -> list[str]:
                         ("gep_features", "GEP hidden states of the window's event group")):
         lines.append(f"| {label} | " + " | ".join(
             _f(probe[kind][s]["depth_mae_10m"], 3) for s in sets) + " |")
-    return lines + [""]
+    return lines + ["", "GEP's features at a window's event group have also seen the previous "
+                    "windows and their frames' teacher tokens (degraded frames on these sets), "
+                    "which the student's tokens of one window have not: the gain is what the "
+                    "sequence model adds over a single window, not a better single-window "
+                    "encoder.", ""]
 
 
 def markdown(report: dict) -> str:
