@@ -254,7 +254,7 @@ class PerceptionEngine:
             return None, 0
         stride = size[0] / desc.shape[-2]
         k0, k1, _ = find_matches(self._previous[0], self._previous[1], desc, conf,
-                                 stride=int(round(stride)), max_keypoints=1024, nms_radius=1)
+                                 stride=int(round(stride)), max_keypoints=1024, nms_radius=0)
         if self.K is None:
             h, w = size
             f = float(max(h, w))
