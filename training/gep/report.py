@@ -132,9 +132,9 @@ def probe_section(probe: dict | None) -> list[str]:
             _f(probe[kind][s]["depth_mae_10m"], 3) for s in sets) + " |")
     return lines + ["", "GEP's features at a window's event group have also seen the previous "
                     "windows and their frames' teacher tokens (degraded frames on these sets), "
-                    "which the student's tokens of one window have not: the gain is what the "
-                    "sequence model adds over a single window, not a better single-window "
-                    "encoder.", ""]
+                    "which the student's tokens of one window have not: any difference measures "
+                    "what the sequence model adds (or loses) over a single window, not a "
+                    "better or worse single-window encoder.", ""]
 
 
 def markdown(report: dict) -> str:
