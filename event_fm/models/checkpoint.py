@@ -14,10 +14,25 @@ from safetensors.torch import load_file, save_file
 
 from .model import EventFM, EventFMConfig
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "load_model", "merge_lora", "save_model"]
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "embedded_checkpoint", "load_model", "merge_lora",
+           "save_model"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+
+
+def embedded_checkpoint(name: str) -> Path:
+    """A checkpoint shipped under ``models/NAME``: in the source tree, else in the installed
+    ament share dir (setup.py installs ``models/*`` there)."""
+    here = Path(__file__).resolve().parents[2] / "models" / name
+    if here.exists():
+        return here
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("event_fm")) / "models" / name
+    except Exception:  # noqa: BLE001 - not in an ament environment
+        return here
 
 
 def save_model(model: EventFM, directory: str | Path) -> Path:

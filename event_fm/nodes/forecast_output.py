@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from event_fm.models.checkpoint import embedded_checkpoint
 from event_fm.nodes.image_msgs import array_to_image
 from event_fm.pipeline.forecast import (
     ForecastResult,
@@ -27,15 +28,7 @@ from event_fm.pipeline.forecast import (
 
 def default_forecast_checkpoint() -> Path:
     """The shipped forecaster: in the source tree, else in the installed share dir."""
-    here = Path(__file__).resolve().parents[2] / "models" / "forecast"
-    if here.exists():
-        return here
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("event_fm")) / "models" / "forecast"
-    except Exception:  # noqa: BLE001 - not in an ament environment
-        return here
+    return embedded_checkpoint("forecast")
 
 
 def load_live_forecaster(values: dict, device) -> LiveForecaster:

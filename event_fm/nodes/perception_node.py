@@ -24,6 +24,7 @@ from tf2_msgs.msg import TFMessage
 
 from event_fm.io.legacy import legacy_to_batch
 from event_fm.io.msg_definitions import LEGACY_ARRAY_TYPES
+from event_fm.models.checkpoint import embedded_checkpoint
 from event_fm.nodes.image_msgs import array_to_image, check_image
 from event_fm.nodes.parameters import declare, read_and_validate, reject_invalid_updates
 from event_fm.nodes.perception_params import PARAMS
@@ -44,15 +45,7 @@ from event_fm.pipeline.engine import (
 
 def default_checkpoint() -> Path:
     """The embedded default model: in the source tree, else in the installed share dir."""
-    here = Path(__file__).resolve().parents[2] / "models" / "default"
-    if here.exists():
-        return here
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("event_fm")) / "models" / "default"
-    except Exception:  # noqa: BLE001 - not in an ament environment
-        return here
+    return embedded_checkpoint("default")
 
 
 def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:

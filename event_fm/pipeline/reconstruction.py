@@ -11,21 +11,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from event_fm.models.checkpoint import embedded_checkpoint
 from event_fm.models.reconstruction import ReconstructionUNet, load_generator
 from event_fm.representations import tencode
 
 
 def default_reconstruction_checkpoint() -> Path:
     """The shipped generator: in the source tree, else in the installed share dir."""
-    here = Path(__file__).resolve().parents[2] / "models" / "reconstruction"
-    if here.exists():
-        return here
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("event_fm")) / "models" / "reconstruction"
-    except Exception:  # noqa: BLE001 - not in an ament environment
-        return here
+    return embedded_checkpoint("reconstruction")
 
 
 class ReconstructionRunner:
