@@ -14,6 +14,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="make setup provides rclpy; run tests via make test")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from helpers.sim_cli import simulate_bag  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from event_fm.io.rosbag import BagReader  # noqa: E402
@@ -25,12 +26,7 @@ W, H = 160, 120
 
 @pytest.fixture(scope="module")
 def sim_bag(tmp_path_factory):
-    path = tmp_path_factory.mktemp("sim") / "bag"
-    result = subprocess.run([*CLI, "simulate", "--out", str(path), "--duration", "1.2",
-                             "--resolution", f"{W}x{H}", "--seed", "11", "--quiet"],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return path
+    return simulate_bag(tmp_path_factory.mktemp("sim") / "bag", W, H, 1.2, 11)
 
 
 def _stamp(msg) -> int:

@@ -16,6 +16,7 @@ rclpy = pytest.importorskip("rclpy", reason="make setup provides rclpy; run test
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from event_camera_msgs.msg import EventPacket  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
+from helpers.sim_cli import simulate_bag  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
@@ -35,12 +36,7 @@ def checkpoint():
 
 @pytest.fixture(scope="module")
 def sim_bag(tmp_path_factory):
-    path = tmp_path_factory.mktemp("sim") / "bag"
-    result = subprocess.run([*CLI, "simulate", "--out", str(path), "--duration", "1.0",
-                             "--resolution", f"{W}x{H}", "--seed", "3", "--quiet"],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return path
+    return simulate_bag(tmp_path_factory.mktemp("sim") / "bag", W, H, 1.0, 3)
 
 
 def _image_stamps(bag_path) -> set[int]:
