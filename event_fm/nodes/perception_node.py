@@ -25,6 +25,7 @@ from tf2_msgs.msg import TFMessage
 from event_fm.io.legacy import legacy_to_batch
 from event_fm.io.msg_definitions import LEGACY_ARRAY_TYPES
 from event_fm.models.checkpoint import embedded_checkpoint
+from event_fm.io.decoders import warm_up as warm_up_decoders
 from event_fm.nodes.image_msgs import array_to_image, check_image
 from event_fm.nodes.parameters import declare, read_and_validate, reject_invalid_updates
 from event_fm.nodes.perception_params import PARAMS
@@ -142,6 +143,7 @@ class PerceptionNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(
             f"model {checkpoint} on {self.engine.device}; outputs {sorted(self._heads())}")
+        warm_up_decoders()  # JIT now, not inside the first packet's callback
         self._subscribe()
         self._running.set()
         self._worker = threading.Thread(target=self._work, name="event_fm_worker", daemon=True)
@@ -212,7 +214,7 @@ class PerceptionNode(LifecycleNode):
             else self._on_packet
         self._subs.append(self.create_subscription(
             message_class(v["event_msg_type"]), v["event_topic"], callback, event_qos))
-        image_qos = qos_from_name(v["image_qos"])
+        image_qos = qos_from_name(v["image_qos"], v["image_qos_depth"])
         if v["image_topic"]:
             self._subs.append(self.create_subscription(Image, v["image_topic"], self._on_image,
                                                        image_qos))

@@ -34,6 +34,7 @@ PARAMS = [
               "config or none)"),
     ParamSpec("image_qos", "sensor_data", "QoS of image and camera_info subscriptions",
               choices=QOS_CHOICES),
+    ParamSpec("image_qos_depth", 20, "image and camera_info queue depth", min=1, max=10_000),
     ParamSpec("window_mode", "rate", "how windows are cut", choices=WINDOW_MODES),
     ParamSpec("window_ms", 50.0, "window duration (ms) in 'rate' and 'frame' modes", min=0.1,
               max=10_000.0),

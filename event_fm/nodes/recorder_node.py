@@ -16,6 +16,7 @@ import rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
 
+from event_fm.io.decoders import warm_up as warm_up_decoders
 from event_fm.nodes.parameters import (
     EVENT_MSG_TYPES,
     QOS_CHOICES,
@@ -42,6 +43,8 @@ PARAMS = [
     ParamSpec("event_qos", "best_effort", "QoS of the event subscription", choices=QOS_CHOICES),
     ParamSpec("image_topic", "/camera/image_raw", "camera frames; one sample per frame"),
     ParamSpec("image_qos", "sensor_data", "QoS of image subscriptions", choices=QOS_CHOICES),
+    ParamSpec("image_qos_depth", 100, "image queue depth: covers a start-up stall of seconds",
+              min=1, max=10_000),
     ParamSpec("camera_info_topic", "/camera/camera_info", "intrinsics stored with each sample"),
     ParamSpec("depth_topic", "", "optional ground-truth depth (32FC1 m); empty: none"),
     ParamSpec("semantic_topic", "", "optional ground-truth labels (mono8); empty: none"),
@@ -71,6 +74,7 @@ class RecorderNode(LifecycleNode):
             for e in errors:
                 self.get_logger().error(f"invalid parameter {e}")
             return TransitionCallbackReturn.FAILURE
+        warm_up_decoders()  # JIT before subscribing: a first-packet stall would lose frames
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -92,7 +96,7 @@ class RecorderNode(LifecycleNode):
         event_cls = message_class(v["event_msg_type"])
         self._subs.append(self.create_subscription(
             event_cls, v["event_topic"], self._on_events, qos_from_name(v["event_qos"], 1000)))
-        image_qos = qos_from_name(v["image_qos"])
+        image_qos = qos_from_name(v["image_qos"], v["image_qos_depth"])
         for name, topic in fields.items():
             cls = Image if name in ("image", "depth", "semantic") else \
                 message_class("geometry_msgs/msg/PoseStamped")

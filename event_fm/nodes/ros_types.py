@@ -37,9 +37,14 @@ def qos_from_recording(qos_list) -> QoSProfile:
 
 
 def qos_from_name(name: str, depth: int = 10) -> QoSProfile:
-    """QoS by the names users put in parameters: best_effort, reliable, sensor_data."""
+    """QoS by the names users put in parameters: best_effort, reliable, sensor_data.
+
+    sensor_data keeps its policies (best effort, volatile) but takes the queue depth asked for:
+    its stock depth of 5 loses frames whenever a callback stalls for a few frame periods."""
     if name == "sensor_data":
-        return qos_profile_sensor_data
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                          reliability=qos_profile_sensor_data.reliability,
+                          durability=qos_profile_sensor_data.durability)
     if name not in ("best_effort", "reliable"):
         raise ValueError(f"unknown QoS {name!r}: use best_effort, reliable or sensor_data")
     reliability = ReliabilityPolicy.BEST_EFFORT if name == "best_effort" else \

@@ -7,6 +7,8 @@ the packets of one stream in order.
 
 from __future__ import annotations
 
+import numpy as np
+
 from event_fm.io.decoders.base import REASONS, Decoder, as_bytes
 from event_fm.io.decoders.evt2 import Evt2Decoder
 from event_fm.io.decoders.evt3 import Evt3Decoder
@@ -45,6 +47,15 @@ def make_decoder(encoding: str, width: int, height: int) -> Decoder:
     return cls(width, height)
 
 
+def warm_up(encodings: tuple[str, ...] = ENCODINGS) -> None:
+    """Compile every decoder kernel now (numba JIT) so that the first live packet does not stall
+    a subscription callback for ~0.4 s while camera frames queue up and are lost."""
+    rng = np.random.default_rng(0)
+    payload = rng.integers(0, 256, 4096, dtype=np.uint8)
+    for encoding in encodings:
+        make_decoder(encoding, 64, 64).decode(payload, 0)
+
+
 __all__ = [
     "ENCODINGS",
     "REASONS",
@@ -58,4 +69,5 @@ __all__ = [
     "UnknownEncodingError",
     "as_bytes",
     "make_decoder",
+    "warm_up",
 ]
