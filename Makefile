@@ -54,14 +54,14 @@ train-smoke: setup
 # default distillation (1000 steps), export (about 40 min on 2 CPU cores).
 train-default: setup
 	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_reproduction_data.sh data/generated/repro_sim
-	$(RUN) $(PY) -m event_fm.training.reproduce --config training/configs/default.yaml \
+	$(RUN) $(PY) -m training.reproduce --config training/configs/default.yaml \
 	  --rows default --export models/default
 
 # models/default plus every ablation row, the no-teacher baseline, the held-out evaluation and
 # docs/reproduction.{md,json,png} (about 1.5 h on 2 CPU cores; finished stages are reused).
 reproduction: setup
 	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_reproduction_data.sh data/generated/repro_sim
-	$(RUN) $(PY) -m event_fm.training.reproduce --config training/configs/default.yaml --docs docs \
+	$(RUN) $(PY) -m training.reproduce --config training/configs/default.yaml --docs docs \
 	  --export models/default
 
 # Event-to-image reconstruction (LLM-EvRep, issue 11): Tencode/frame pairs from the default

@@ -1,7 +1,8 @@
 """ament_python package for event_fm.
 
-The offline training module lives at top level in the repository (``training/``) but installs
-as ``event_fm.training`` so no generic ``training`` module lands in site-packages.
+Two import packages, each installed from the folder of its name (no ``package_dir`` remap, which
+setuptools' develop mode and so ``colcon build --symlink-install`` cannot follow): ``event_fm``
+(the runtime) and ``training`` (the offline training module, a client of the runtime).
 """
 
 from glob import glob
@@ -10,16 +11,12 @@ from setuptools import find_packages, setup
 
 PACKAGE = "event_fm"
 
-packages = find_packages(include=[PACKAGE, f"{PACKAGE}.*"])
-packages += [f"{PACKAGE}.training"] + [
-    f"{PACKAGE}.training.{p}" for p in find_packages(where="training")
-]
+packages = find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"])
 
 setup(
     name=PACKAGE,
     version="0.1.0",
     packages=packages,
-    package_dir={f"{PACKAGE}.training": "training"},
     package_data={PACKAGE: ["py.typed"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

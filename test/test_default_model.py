@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from event_fm.evaluation.scoring import GroundTruth, Outputs, score
 from event_fm.io.readers import stamp_to_ns
 from event_fm.io.rosbag import BagReader
 from event_fm.models import load_model
 from event_fm.pipeline.engine import EngineConfig, PerceptionEngine
-from event_fm.pipeline.scoring import GroundTruth, Outputs, score
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "models" / "default"

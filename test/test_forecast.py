@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from event_fm.training.forecast.metrics import frechet_distance, miou, ssim
-from event_fm.training.forecast.reward import clipped_pg_kl_loss, normalize_rewards
 
 from event_fm.io.events import EVENT_DTYPE
 from event_fm.models.forecast import (
@@ -31,6 +29,8 @@ from event_fm.models.forecast import (
 )
 from event_fm.models.forecast.denoiser import make_condition
 from event_fm.pipeline.forecast import EventHistory, ForecastSettings, LiveForecaster
+from training.forecast.metrics import frechet_distance, miou, ssim
+from training.forecast.reward import clipped_pg_kl_loss, normalize_rewards
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(frames=6, past=3, bins=3, size=16, patch=2, widths=[8, 16], emb_dim=16, heads=2,
@@ -216,7 +216,7 @@ def test_live_forecaster_stamps_and_shapes(tmp_path):
 
 # -- CPU smoke: data -> fit (diffusion, simvp) -> sample (guided and not) -> align ------------
 def _cli(*argv: str) -> int:
-    from event_fm.training.forecast import cli
+    from training.forecast import cli
 
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)

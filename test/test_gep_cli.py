@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from event_fm.training.cli import main as train_main
-from event_fm.training.data.shards import Sample, ShardWriter
 
+from event_fm.dataset.shards import Sample, ShardWriter
 from event_fm.io.events import EVENT_DTYPE
 from event_fm.models import EventFM, EventFMConfig, save_model
 from event_fm.models.gep import aggregate_patches
+from training.cli import main as train_main
 
 SIZE = 64  # sensor and model input, 4x4 tokens of the tiny preset
 

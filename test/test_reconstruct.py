@@ -8,24 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from event_fm.training.data.shards import Sample, ShardWriter
-from event_fm.training.reconstruct.data import PairDataset, build_split, load_split
-from event_fm.training.reconstruct.evaluate import mse, score_images, ssim
-from event_fm.training.reconstruct.judges import (
-    Judge,
-    SegmentationJudge,
-    jaccard,
-    jaccard_distance,
-    make_judge,
-    words_of,
-)
-from event_fm.training.reconstruct.losses import (
-    JudgeSurrogate,
-    sobel,
-    sobel_loss,
-    soft_jaccard_distance,
-)
 
+from event_fm.dataset.shards import Sample, ShardWriter
 from event_fm.io import make_events
 from event_fm.models import EventFM, EventFMConfig, save_model
 from event_fm.models.reconstruction import (
@@ -36,6 +20,22 @@ from event_fm.models.reconstruction import (
 )
 from event_fm.models.reconstruction_blocks import FusedMBConv, MBConv, make_block
 from event_fm.pipeline.reconstruction import ReconstructionRunner
+from training.reconstruct.data import PairDataset, build_split, load_split
+from training.reconstruct.evaluate import mse, score_images, ssim
+from training.reconstruct.judges import (
+    Judge,
+    SegmentationJudge,
+    jaccard,
+    jaccard_distance,
+    make_judge,
+    words_of,
+)
+from training.reconstruct.losses import (
+    JudgeSurrogate,
+    sobel,
+    sobel_loss,
+    soft_jaccard_distance,
+)
 
 TINY = dict(widths=(4, 8), depths=(1, 1), kinds=("fused", "mb"), expand_ratios=(1.0, 2.0))
 H, W = 24, 32
@@ -223,7 +223,7 @@ def test_data_pairs_use_the_clean_frame_and_crop(shards, tmp_path):
 
 
 def test_cli_data_fit_evaluate_report_on_tiny_data(shards, tmp_path, capsys):
-    from event_fm.training.cli import main
+    from training.cli import main
 
     judge_ckpt = save_model(tiny_eventfm(), tmp_path / "judge")
     config = {
@@ -318,7 +318,7 @@ def test_engine_computes_reconstruction_only_when_asked(tmp_path):
 
 
 def test_report_skips_a_held_out_set_with_the_same_inputs(tmp_path):
-    from event_fm.training.reconstruct.report import write_report
+    from training.reconstruct.report import write_report
 
     rng = np.random.default_rng(0)
     pics = {k: rng.integers(0, 255, (2, H, W, 3), np.uint8)

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy", reason="make setup provides rclpy; run tests via make test")
-from event_fm.training.data.shards import load_index, read_shard  # noqa: E402
 from helpers.synthetic_bag import EPOCH, make_bag  # noqa: E402
+
+from event_fm.dataset.shards import load_index, read_shard  # noqa: E402
 
 CLI = [sys.executable, "-m", "event_fm.cli.main"]
 

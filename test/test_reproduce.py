@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from event_fm.training.reproduce import check_targets, merge, summarize, write_report
+from training.reproduce import check_targets, merge, summarize, write_report
 
 
 def _entry(mae: float) -> dict:

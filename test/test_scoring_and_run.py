@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from event_fm.pipeline.scoring import GroundTruth, Outputs, score
+from event_fm.evaluation.scoring import GroundTruth, Outputs, score
 
 
 def _rot(deg: float) -> np.ndarray:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from event_fm.training.data.build import assign_splits, build_dataset
-from event_fm.training.data.dataset import ShardDataset
-from event_fm.training.data.shards import ShardWriter, load_index, read_shard
-from event_fm.training.data.sync import RecordingSynchronizer, SyncConfig
 from helpers.synthetic_bag import EPOCH, H, W, make_bag
+
+from event_fm.dataset.shard_dataset import ShardDataset
+from event_fm.dataset.shards import ShardWriter, load_index, read_shard
+from event_fm.dataset.sync import RecordingSynchronizer, SyncConfig
+from training.data.build import assign_splits, build_dataset
 
 
 def test_samples_are_the_windows_ending_at_each_frame(tmp_path):
@@ -89,7 +90,7 @@ def test_interrupted_recording_is_redone_not_duplicated(tmp_path):
     index = load_index(target)
     index["done_sources"] = {}
     index["shards"] = index["shards"][:2]
-    from event_fm.training.data.shards import save_index
+    from event_fm.dataset.shards import save_index
 
     save_index(target, index)
     (redo,) = build_dataset(config, tmp_path / "out", progress=False)

@@ -92,7 +92,7 @@ def test_distill_torchrun_two_gloo_processes_match_one(workdir):
     for procs in (1, 2):
         out = workdir / f"ddp{procs}"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={procs}", "-m", "event_fm.training", "distill", "--config",
+               f"--nproc_per_node={procs}", "-m", "training", "distill", "--config",
                str(cfg), "--out", str(out), "--steps", "4",
                "--set", "distill.token_drop_from=2.0", "run.checkpoint_every=100"]
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

@@ -5,24 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from event_fm.training.losses.distill import (
-    GEPProjector,
-    gep_stage1_loss,
-    realm_loss,
-    scaleevent_loss,
-)
-from event_fm.training.losses.tasks import (
-    correspondences,
-    depth_loss,
-    matching_loss,
-    segmentation_loss,
-)
-from event_fm.training.metrics import (
+
+from event_fm.evaluation.metrics import (
     DepthMetrics,
     SegmentationMetrics,
     pose_auc,
     rotation_error_deg,
     translation_angle_deg,
+)
+from training.losses.distill import (
+    GEPProjector,
+    gep_stage1_loss,
+    realm_loss,
+    scaleevent_loss,
+)
+from training.losses.tasks import (
+    correspondences,
+    depth_loss,
+    matching_loss,
+    segmentation_loss,
 )
 
 

@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 import torch
-from event_fm.training.runner import RunConfig, run
 from helpers.toy_task import ToyTask
+
+from training.runner import RunConfig, run
 
 HERE = Path(__file__).resolve().parent
 

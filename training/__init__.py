@@ -1,4 +1,5 @@
 """Offline training: rosbag recordings to distilled event encoders and heads.
 
-Installed as ``event_fm.training`` (see setup.py); never imports rclpy.
+A client of the runtime: imports the core (event_fm.io ... event_fm.evaluation), never
+rclpy, and nothing in event_fm imports it except the ``event-fm train`` command.
 """

@@ -1,5 +1,5 @@
 import sys
 
-from event_fm.training.cli import main
+from training.cli import main
 
 sys.exit(main())

@@ -1,10 +1,10 @@
-"""``event-fm train STAGE --config CONFIG.yaml`` (also ``python -m event_fm.training``).
+"""``event-fm train STAGE --config CONFIG.yaml`` (also ``python -m training``).
 
 Stages: dataset (bags -> shards), teacher (small image teacher; skip with real foundation
 weights), distill (event student from the frozen teacher), heads (task heads on the teacher's RGB
 features), scratch (the same student trained on ground truth without a teacher: the baseline),
 evaluate (held-out recordings), export (LoRA merged, teacher dropped: what the nodes
-load). ``torchrun --nproc_per_node N -m event_fm.training``
+load). ``torchrun --nproc_per_node N -m training``
 runs the training stages with DDP.
 """
 
@@ -33,10 +33,10 @@ STAGES = tuple(STAGE_HELP)
 #: trainings with their own sub-commands and options: name -> (module, one-line help). Each
 #: module has add_arguments(parser) and run(args) -> int, and imports torch only inside run().
 TRAININGS: dict[str, tuple[str, str]] = {
-    "forecast": ("event_fm.training.forecast.cli", "event-sequence diffusion forecaster "
+    "forecast": ("training.forecast.cli", "event-sequence diffusion forecaster "
                  "(E-Motion)"),
-    "gep": ("event_fm.training.gep.cli", "generative event pretraining, stage 2 (GEP)"),
-    "reconstruct": ("event_fm.training.reconstruct.cli", "event-to-image reconstruction "
+    "gep": ("training.gep.cli", "generative event pretraining, stage 2 (GEP)"),
+    "reconstruct": ("training.reconstruct.cli", "event-to-image reconstruction "
                     "(LLM-EvRep)"),
 }
 
@@ -93,10 +93,10 @@ def stage_out(config: dict, stage: str, out: str | None) -> Path:
 
 def run_stage(stage: str, config: dict, out_dir: Path, steps: int | None = None,
               workers: int | None = None) -> dict:
-    from event_fm.training.runner import RunConfig, run
+    from training.runner import RunConfig, run
 
     if stage == "dataset":
-        from event_fm.training.data.build import build_dataset
+        from training.data.build import build_dataset
 
         data = config["data"]
         results = build_dataset(data, data["root"], workers or int(data.get("workers", 1)))
@@ -106,14 +106,14 @@ def run_stage(stage: str, config: dict, out_dir: Path, steps: int | None = None,
               f"recordings into {data['root']} ({len(failed)} failed)")
         return summary
     if stage == "export":
-        from event_fm.training.export import export_for_deployment
+        from training.export import export_for_deployment
 
         section = config.get("export", {})
         path = export_for_deployment(section["init"], out_dir, section.get("note", ""))
         print(f"export: deployable checkpoint in {path}")
         return {"checkpoint": str(path)}
     if stage == "evaluate":
-        from event_fm.training.stages.evaluate import run_evaluate
+        from training.stages.evaluate import run_evaluate
 
         report = run_evaluate(config, out_dir)
         print((out_dir / "metrics.md").read_text())
@@ -126,17 +126,17 @@ def run_stage(stage: str, config: dict, out_dir: Path, steps: int | None = None,
         k: v for k, v in section.items() if k in RunConfig.__dataclass_fields__}})
     run_cfg.out_dir = str(out_dir)
     if stage in ("teacher", "heads", "scratch"):
-        from event_fm.training.stages.supervised import RGBHeadsTask
+        from training.stages.supervised import RGBHeadsTask
 
         task = RGBHeadsTask(config, stage)
     else:
-        from event_fm.training.stages.distill import DistillTask
+        from training.stages.distill import DistillTask
 
         config.setdefault(stage, {})["steps"] = run_cfg.steps
         task = DistillTask(config)
     result = run(task, run_cfg)
     if result.history:
-        from event_fm.training.plots import save_loss_curve
+        from event_fm.evaluation.plots import save_loss_curve
 
         save_loss_curve(out_dir / "loss.png", result.history, stage)
     first = result.history[0]["loss"] if result.history else None

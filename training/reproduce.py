@@ -1,6 +1,6 @@
 """The default model and the reproduction report, by one command (issue 9):
 
-    python -m event_fm.training.reproduce --config training/configs/default.yaml
+    python -m training.reproduce --config training/configs/default.yaml
 
 teacher -> heads on the teacher (REALM's protocol) -> one distillation per report row, every row
 with the same step budget, starting from the same teacher and carrying the same heads -> the
@@ -16,7 +16,7 @@ import copy
 import json
 from pathlib import Path
 
-from event_fm.training.cli import load_config, run_stage
+from training.cli import load_config, run_stage
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -135,7 +135,7 @@ def check_targets(summary: dict) -> list[tuple[str, bool, str]]:
 def write_report(summary: dict, config: dict, docs: Path, out: Path | None = None) -> None:
     import shutil
 
-    from event_fm.training.plots import save_bars
+    from event_fm.evaluation.plots import save_bars
 
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "reproduction.json").write_text(json.dumps(summary, indent=1))
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(config.get("out", "out/train/default"))
     rows = train_rows(config, out, args.rows)
     if args.export:
-        from event_fm.training.export import export_for_deployment
+        from training.export import export_for_deployment
 
         row = config.get("reproduction", {}).get("export_row", "full")
         export_for_deployment(rows[row], args.export, config.get("export", {}).get("note", ""))

@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("event_fm.cli.replay", "publish a rosbag2 over DDS with its timing and QoS"),
     "run": ("event_fm.cli.run", "run the perception (and recorder) nodes in one process"),
     "eval": ("event_fm.cli.eval", "replay a recording through the nodes and score the outputs"),
-    "train": ("event_fm.training.cli", "training: dataset, teacher, distill, heads, evaluate, "
+    "train": ("training.cli", "training: dataset, teacher, distill, heads, evaluate, "
               "export, forecast, gep, reconstruct"),
 }
 

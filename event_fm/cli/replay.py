@@ -20,12 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to stay up after the last message so DDS delivers it")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="event-fm replay", description=__doc__)
-    add_arguments(parser)
-    return parser
-
-
 def _parse_remap(items: list[str]) -> dict[str, str]:
     remap = {}
     for item in items:
@@ -37,12 +31,6 @@ def _parse_remap(items: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
-    import rclpy
-
-    from event_fm.nodes.replay import BagReplayer
-
     if args.rate <= 0:
         print("event-fm replay: --rate must be positive", file=sys.stderr)
         return 2
@@ -51,30 +39,19 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"event-fm replay: {exc}", file=sys.stderr)
         return 2
-    rclpy.init()
-    node = rclpy.create_node("event_fm_replay")
+    from event_fm.nodes.replay import replay_bag
+
     try:
-        replayer = BagReplayer(node, args.bag, rate=args.rate, topics=args.topics, remap=remap)
-        for topic, why in replayer.stats.skipped_topics.items():
-            print(f"event-fm replay: skipping {topic}: {why}", file=sys.stderr)
-        if args.wait_for_subscribers > 0 and not replayer.wait_for_subscribers(
-                args.wait_for_subscribers):
-            print("event-fm replay: not every topic has a subscriber; playing anyway",
-                  file=sys.stderr)
-        time.sleep(args.delay)
-        while True:
-            replayer.play_once()
-            if not args.loop:
-                break
-        time.sleep(args.linger)
-        print(f"event-fm replay: published {replayer.stats.published} messages")
+        stats = replay_bag(args.bag, rate=args.rate, loop=args.loop, topics=args.topics,
+                           remap=remap, wait_for_subscribers=args.wait_for_subscribers,
+                           delay=args.delay, linger=args.linger)
     except (FileNotFoundError, ValueError) as exc:
         print(f"event-fm replay: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    for topic, why in stats.skipped_topics.items():
+        print(f"event-fm replay: skipped {topic}: {why}", file=sys.stderr)
+    if stats.unmatched:
+        print("event-fm replay: not every topic had a subscriber; played anyway",
+              file=sys.stderr)
+    print(f"event-fm replay: published {stats.published} messages")
     return 0

@@ -23,15 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     # first, so a Ctrl-C during the heavy imports below is not swallowed by them
     stop = install_stop_handlers()
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.lifecycle import TransitionCallbackReturn
-    from rclpy.signals import SignalHandlerOptions
-
-    from event_fm.nodes import perception_params, recorder_node
-    from event_fm.nodes.graph import overrides, yaml_parameters
-    from event_fm.nodes.perception_node import PerceptionNode
-    from event_fm.nodes.ros_types import spin_until_stopped
+    from event_fm.nodes.graph import run_graph, yaml_parameters
 
     try:
         perception = yaml_parameters(args.params, "event_fm_perception")
@@ -45,35 +37,9 @@ def run(args: argparse.Namespace) -> int:
             perception[key] = value
             if key in ("event_topic", "image_topic") and value:
                 recorder[key] = value
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    executor = SingleThreadedExecutor()
-    nodes = []
-    code = 0
     try:
-        nodes.append(PerceptionNode(parameter_overrides=overrides(perception,
-                                                                  perception_params.PARAMS)))
-        if args.record:
-            nodes.append(recorder_node.RecorderNode(
-                parameter_overrides=overrides(recorder, recorder_node.PARAMS)))
-        for node in nodes:
-            executor.add_node(node)
-            for step in (node.trigger_configure, node.trigger_activate):
-                if step() != TransitionCallbackReturn.SUCCESS:
-                    raise RuntimeError(f"{node.get_name()}: {step.__name__} failed (see log)")
-        spin_until_stopped(stop, executor=executor)
+        run_graph(perception, recorder if args.record else None, stop)
     except (RuntimeError, ValueError) as exc:
         print(f"event-fm run: {exc}", file=sys.stderr)
-        code = 1
-    finally:
-        for node in nodes:
-            try:
-                if hasattr(node, "stop_worker"):
-                    node.stop_worker()
-                node.trigger_deactivate()
-            except Exception:  # noqa: BLE001 - inactive nodes refuse; fine at shutdown
-                pass
-            node.destroy_node()
-        executor.shutdown()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return code
+        return 1
+    return 0

@@ -19,13 +19,13 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import Image
 
+from event_fm.evaluation.scoring import GroundTruth, Outputs, score, write_report
 from event_fm.io.msg_definitions import EVENT_TYPES
 from event_fm.io.rosbag import BagReader
 from event_fm.nodes import perception_params
 from event_fm.nodes.graph import overrides
 from event_fm.nodes.perception_node import PerceptionNode
 from event_fm.nodes.replay import BagReplayer
-from event_fm.pipeline.scoring import GroundTruth, Outputs, score, write_report
 
 NODE = "event_fm_perception"
 

@@ -22,10 +22,10 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
+from event_fm.io.decoders import warm_up as warm_up_decoders
 from event_fm.io.legacy import legacy_to_batch
 from event_fm.io.msg_definitions import LEGACY_ARRAY_TYPES
 from event_fm.models.checkpoint import embedded_checkpoint
-from event_fm.io.decoders import warm_up as warm_up_decoders
 from event_fm.nodes.image_msgs import array_to_image, check_image
 from event_fm.nodes.parameters import declare, read_and_validate, reject_invalid_updates
 from event_fm.nodes.perception_params import PARAMS

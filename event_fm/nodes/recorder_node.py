@@ -16,6 +16,8 @@ import rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
 
+from event_fm.dataset.shards import ShardWriter
+from event_fm.dataset.sync import SampleAssembler, SyncConfig
 from event_fm.io.decoders import warm_up as warm_up_decoders
 from event_fm.nodes.parameters import (
     EVENT_MSG_TYPES,
@@ -31,8 +33,6 @@ from event_fm.nodes.ros_types import (
     qos_from_name,
     spin_until_stopped,
 )
-from event_fm.training.data.shards import ShardWriter
-from event_fm.training.data.sync import SampleAssembler, SyncConfig
 
 PARAMS = [
     ParamSpec("output_dir", "recordings/live", "directory of the shard dataset to append to"),

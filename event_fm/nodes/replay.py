@@ -23,6 +23,7 @@ class ReplayStats:
     published: int = 0
     skipped_topics: dict[str, str] = field(default_factory=dict)
     loops: int = 0
+    unmatched: bool = False  # some topic had no subscriber when playing started
 
 
 class BagReplayer:
@@ -83,11 +84,30 @@ class BagReplayer:
         self.stats.loops += 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    from event_fm.cli.replay import build_parser, run
+def replay_bag(bag_path: str, rate: float = 1.0, loop: bool = False,
+               topics: list[str] | None = None, remap: dict[str, str] | None = None,
+               wait_for_subscribers: float = 0.0, delay: float = 0.0,
+               linger: float = 1.0) -> ReplayStats:
+    """Publish a recording from a node of its own until done (or Ctrl-C while looping)."""
+    import rclpy
 
-    return run(build_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    rclpy.init()
+    node = rclpy.create_node("event_fm_replay")
+    try:
+        replayer = BagReplayer(node, bag_path, rate=rate, topics=topics, remap=remap)
+        if wait_for_subscribers > 0:
+            replayer.stats.unmatched = not replayer.wait_for_subscribers(wait_for_subscribers)
+        time.sleep(delay)
+        try:
+            while True:
+                replayer.play_once()
+                if not loop:
+                    break
+        except KeyboardInterrupt:
+            pass
+        time.sleep(linger)
+        return replayer.stats
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()

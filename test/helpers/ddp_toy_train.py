@@ -2,9 +2,8 @@
 
 import sys
 
-from event_fm.training.runner import RunConfig, run
-
 from helpers.toy_task import ToyTask
+from training.runner import RunConfig, run
 
 if __name__ == "__main__":
     cfg = RunConfig(out_dir=sys.argv[1], steps=int(sys.argv[2]), batch_size=8, lr=1e-2,

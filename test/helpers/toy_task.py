@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import torch
-from event_fm.training.runner import Task
+
+from training.runner import Task
 
 
 class ToyDataset(torch.utils.data.Dataset):

@@ -15,9 +15,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from event_fm.training.data.shards import ShardWriter, load_index
-from event_fm.training.data.sync import RecordingSynchronizer, SyncConfig
 from tqdm import tqdm
+
+from event_fm.dataset.shards import ShardWriter, load_index
+from event_fm.dataset.sync import RecordingSynchronizer, SyncConfig
 
 log = logging.getLogger(__name__)
 

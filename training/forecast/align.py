@@ -21,10 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from event_fm.training.forecast.data import SequenceDataset, load_split
-from event_fm.training.forecast.features import SegmentationProbe
-from event_fm.training.forecast.metrics import feature_frechet, ssim
-from event_fm.training.forecast.reward import clipped_pg_kl_loss, normalize_rewards
 from tqdm import tqdm
 
 from event_fm.models.forecast import (
@@ -35,6 +31,10 @@ from event_fm.models.forecast import (
 )
 from event_fm.models.forecast.denoiser import make_condition
 from event_fm.models.forecast.sampling import gaussian_log_prob, step_distribution
+from training.forecast.data import SequenceDataset, load_split
+from training.forecast.features import SegmentationProbe
+from training.forecast.metrics import feature_frechet, ssim
+from training.forecast.reward import clipped_pg_kl_loss, normalize_rewards
 
 log = logging.getLogger(__name__)
 

@@ -60,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from event_fm.training.cli import load_config
+
+    from training.cli import load_config
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(max(1, args.threads))
@@ -72,14 +73,14 @@ def run(args: argparse.Namespace) -> int:
         if args.forecast_command == "fit":
             return _fit(config, out, args.model, args.steps)
         if args.forecast_command == "align":
-            from event_fm.training.forecast.align import run_alignment
+            from training.forecast.align import run_alignment
 
             init = Path(args.init) if args.init else out / "fit_diffusion" / "model"
             summary = run_alignment(config, init, out / "align", args.iterations)
             print(json.dumps(summary, indent=1))
             return 0
         if args.forecast_command == "evaluate":
-            from event_fm.training.forecast.report import run_report
+            from training.forecast.report import run_report
 
             seg = args.segmentation_checkpoint or config.get("evaluate", {}).get(
                 "segmentation_checkpoint", "models/default")
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.forecast_command == "export":
             return _export(config, out, args.checkpoint, Path(args.to))
-        from event_fm.training.forecast.sample import run_sample
+        from training.forecast.sample import run_sample
 
         run_sample(args)
         return 0
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _data(config: dict) -> int:
-    from event_fm.training.forecast.data import build_frames
+    from training.forecast.data import build_frames
 
     data = config["data"]
     written = build_frames(data["splits"], data["root"], int(data.get("bins", 3)),
@@ -108,8 +109,8 @@ def _data(config: dict) -> int:
 
 
 def _fit(config: dict, out: Path, model: str, steps: int | None) -> int:
-    from event_fm.training.plots import save_loss_curve
-    from event_fm.training.runner import RunConfig, run
+    from event_fm.evaluation.plots import save_loss_curve
+    from training.runner import RunConfig, run
 
     section = dict(config.get("fit" if model == "diffusion" else "simvp", {}))
     if steps is not None:
@@ -117,11 +118,11 @@ def _fit(config: dict, out: Path, model: str, steps: int | None) -> int:
     run_cfg = RunConfig.from_dict(section)
     run_cfg.out_dir = str(out / f"fit_{model}")
     if model == "diffusion":
-        from event_fm.training.forecast.train import DiffusionTask
+        from training.forecast.train import DiffusionTask
 
         task = DiffusionTask(config)
     else:
-        from event_fm.training.forecast.train import SimVPTask
+        from training.forecast.train import SimVPTask
 
         task = SimVPTask(config)
     result = run(task, run_cfg)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from event_fm.training.forecast.features import SegmentationProbe
-from event_fm.training.forecast.metrics import feature_frechet, miou, mse, ssim
 
 from event_fm.models.forecast import sample_forecast
+from training.forecast.features import SegmentationProbe
+from training.forecast.metrics import feature_frechet, miou, mse, ssim
 
 HORIZONS = (1, 5, 10)
 

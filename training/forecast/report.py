@@ -12,8 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from event_fm.training.forecast.data import SequenceDataset, load_split
-from event_fm.training.forecast.evaluate import (
+from tqdm import tqdm
+
+from event_fm.models.forecast import load_forecaster
+from training.forecast.data import SequenceDataset, load_split
+from training.forecast.evaluate import (
     HORIZONS,
     DiffusionVariant,
     baseline_forecasts,
@@ -21,10 +24,7 @@ from event_fm.training.forecast.evaluate import (
     sampling_latency,
     score,
 )
-from event_fm.training.forecast.features import SegmentationProbe
-from tqdm import tqdm
-
-from event_fm.models.forecast import load_forecaster
+from training.forecast.features import SegmentationProbe
 
 log = logging.getLogger(__name__)
 

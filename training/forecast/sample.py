@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from event_fm.training.forecast.data import recording_frames
-from event_fm.training.forecast.metrics import mse, ssim
 
 from event_fm.models.forecast import FRAME_NS
 from event_fm.pipeline.forecast import LiveForecaster, forecast_strip
+from training.forecast.data import recording_frames
+from training.forecast.metrics import mse, ssim
 
 
 def run_sample(args: argparse.Namespace) -> None:

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from event_fm.training.forecast.data import SequenceDataset, data_std, load_split
-from event_fm.training.runner import Task
 
 from event_fm.models.forecast import (
     ForecastConfig,
@@ -24,6 +22,8 @@ from event_fm.models.forecast import (
     save_forecaster,
 )
 from event_fm.models.forecast.denoiser import make_condition
+from training.forecast.data import SequenceDataset, data_std, load_split
+from training.runner import Task
 
 
 def train_dataset(config: dict, frames: int, past: int) -> SequenceDataset:

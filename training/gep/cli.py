@@ -62,7 +62,7 @@ def out_root(config: dict, override: str | None, checkpoint: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from event_fm.training.cli import load_config
+    from training.cli import load_config
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -21,9 +21,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
-from event_fm.training.metrics import DepthMetrics
 from tqdm import tqdm
 
+from event_fm.evaluation.metrics import DepthMetrics
 from event_fm.models import EncoderOutput, EventFM
 from event_fm.models.gep import (
     EVENT,

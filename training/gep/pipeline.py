@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import torch
-from event_fm.training.data.dataset import ShardDataset
-from event_fm.training.runner import RunConfig, resolve_device
 
+from event_fm.dataset.shard_dataset import ShardDataset
 from event_fm.models import load_model
 from event_fm.models.gep import GEPConfig, load_gep
+from training.runner import RunConfig, resolve_device
 
 from .data import WindowGroups
 from .evaluate import evaluate_set, summary_json
@@ -103,7 +103,7 @@ class Steps:
         result = fit(groups, gep_cfg, run_cfg, windows)
         history = read_log(self.fit_dir / "log.csv")
         if history:
-            from event_fm.training.plots import save_loss_curve
+            from event_fm.evaluation.plots import save_loss_curve
 
             save_loss_curve(self.fit_dir / "loss.png", history, "GEP next-token MSE")
         summary = {"steps": result.steps_done, "resumed_from": result.resumed_from,

@@ -8,13 +8,13 @@ recordings. Same head, steps and data for both; only the features differ.
 from __future__ import annotations
 
 import torch
-from event_fm.training.losses.tasks import depth_loss
-from event_fm.training.metrics import DepthMetrics
 from tqdm import tqdm
 
+from event_fm.evaluation.metrics import DepthMetrics
 from event_fm.models import EncoderOutput
 from event_fm.models.gep import GEPTransformer, interleave, modality_ids, upsample_patches
 from event_fm.models.heads import DepthHead
+from training.losses.tasks import depth_loss
 
 from .data import WindowGroups
 

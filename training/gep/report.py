@@ -36,7 +36,7 @@ def method_table(results: dict) -> list[str]:
 
 
 def save_horizon_plot(path: Path, sets: dict) -> None:
-    from event_fm.training.plots import _plt
+    from event_fm.evaluation.plots import _plt
 
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -60,7 +60,7 @@ def save_horizon_plot(path: Path, sets: dict) -> None:
 
 
 def save_depth_examples(path: Path, examples: list[dict]) -> None:
-    from event_fm.training.plots import _depth_vis, _plt
+    from event_fm.evaluation.plots import _depth_vis, _plt
 
     plt = _plt()
     cols = ["gt", "copy_last", "gep", "next_window_full"]

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from event_fm.training.data.dataset import ShardDataset
-from event_fm.training.stages.common import to_batch
 from tqdm import tqdm
 
+from event_fm.dataset.shard_dataset import ShardDataset
 from event_fm.models import EventFM
+from training.stages.common import to_batch
 
 #: the tensors of a token file (N windows; C channels; h x w the encoder's token grid)
 TOKEN_KEYS = ("event_cls", "event_patch", "frame_cls", "frame_patch", "depth", "recording",

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from event_fm.training.runner import RunConfig, Task, run
 
 from event_fm.models.gep import GEPConfig, GEPTransformer, interleave, modality_ids, save_gep
+from training.runner import RunConfig, Task, run
 
 from .data import SequenceDataset, WindowGroups, collate
 

@@ -46,7 +46,7 @@ def _paths(config: dict) -> tuple[Path, Path]:
 
 
 def run_data(config: dict) -> dict:
-    from event_fm.training.reconstruct.data import build_split
+    from training.reconstruct.data import build_split
 
     out, data_dir = _paths(config)
     section = config["data"]
@@ -56,7 +56,7 @@ def run_data(config: dict) -> dict:
 
 
 def run_fit(config: dict, args: argparse.Namespace) -> dict:
-    from event_fm.training.reconstruct.train import FitConfig, fit
+    from training.reconstruct.train import FitConfig, fit
 
     out, data_dir = _paths(config)
     section = dict(config.get("fit", {}))
@@ -78,11 +78,12 @@ def run_evaluate(config: dict, args: argparse.Namespace, docs: bool) -> dict:
     import time
 
     import torch
-    from event_fm.training.reconstruct.data import load_split
-    from event_fm.training.reconstruct.evaluate import evaluate
-    from event_fm.training.reconstruct.judges import make_judge
-    from event_fm.training.reconstruct.report import metrics_json, write_report
-    from event_fm.training.reconstruct.train import pick_device
+
+    from training.reconstruct.data import load_split
+    from training.reconstruct.evaluate import evaluate
+    from training.reconstruct.judges import make_judge
+    from training.reconstruct.report import metrics_json, write_report
+    from training.reconstruct.train import pick_device
 
     torch.set_num_threads(int(config.get("fit", {}).get("threads") or 1))
     out, data_dir = _paths(config)
@@ -123,7 +124,7 @@ def run_evaluate(config: dict, args: argparse.Namespace, docs: bool) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from event_fm.training.cli import load_config
+    from training.cli import load_config
 
     try:
         config = load_config(args.config, args.set)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from event_fm.training.data.dataset import ShardDataset
 
+from event_fm.dataset.shard_dataset import ShardDataset
 from event_fm.representations import event_frame, tencode
 
 #: arrays in a split file: name -> meaning

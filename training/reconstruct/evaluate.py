@@ -72,7 +72,7 @@ def reconstruct_all(generator, tencode_u8: np.ndarray, device, batch_size: int =
 def score_images(images: np.ndarray, frames: np.ndarray, judge=None,
                  real_sets: list[set[str]] | None = None) -> dict:
     """Mean SSIM, MSE (and judge Jaccard when a judge is given) of uint8 RGB images vs frames."""
-    from event_fm.training.reconstruct.judges import describe_batch, jaccard
+    from training.reconstruct.judges import describe_batch, jaccard
 
     a = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
     b = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
@@ -93,9 +93,8 @@ def evaluate(splits: dict[str, dict[str, np.ndarray]], generators: dict[str, str
     Returns ``{"rows": {row: {"ssim", "mse", "judge_jaccard", "per_split": {...}}},
     "images": {split: {row: (N, H, W, 3) uint8}}}``.
     """
-    from event_fm.training.reconstruct.judges import describe_batch
-
     from event_fm.models.reconstruction import load_generator
+    from training.reconstruct.judges import describe_batch
 
     models = {name: load_generator(path) for name, path in generators.items()}
     rows: dict[str, dict] = {}

@@ -26,7 +26,7 @@ def metrics_json(rows: dict[str, dict]) -> dict:
 
 def save_mosaic(path: Path, images: dict[str, np.ndarray], count: int = 4) -> None:
     """One row per example, one column per method (evenly spaced samples of the split)."""
-    from event_fm.training.plots import _plt
+    from event_fm.evaluation.plots import _plt
 
     columns = [c for c in MOSAIC_COLUMNS if c in images]
     n = len(images[columns[0]])

@@ -60,14 +60,14 @@ def pick_device(name: str):
 def fit(cfg: FitConfig, progress: bool = True) -> dict:
     """Train one generator; returns a summary (steps, losses, wall time, checkpoint path)."""
     import torch
-    from event_fm.training.reconstruct.data import PairDataset, load_split
-    from event_fm.training.reconstruct.losses import JudgeSurrogate, sobel_loss
 
     from event_fm.models.reconstruction import (
         ReconstructionConfig,
         ReconstructionUNet,
         save_generator,
     )
+    from training.reconstruct.data import PairDataset, load_split
+    from training.reconstruct.losses import JudgeSurrogate, sobel_loss
 
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -145,7 +145,7 @@ def fit(cfg: FitConfig, progress: bool = True) -> dict:
     path = save_generator(model.eval().cpu(), out / "model")
     _write_log(out / "log.csv", history)
     if history:
-        from event_fm.training.plots import save_loss_curve
+        from event_fm.evaluation.plots import save_loss_curve
 
         save_loss_curve(out / "loss.png", history, f"reconstruction ({cfg.losses})")
     return {"losses": cfg.losses, "steps": step, "wall_s": time.monotonic() - start,

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from event_fm.training.data.dataset import ShardDataset
-from event_fm.training.data.shards import Sample
 
+from event_fm.dataset.shard_dataset import ShardDataset
+from event_fm.dataset.shards import Sample
 from event_fm.models import EventFM, EventFMConfig, load_model, save_model
 from event_fm.models.inference import _resize as resize_like_inference
 from event_fm.representations import voxel_grid

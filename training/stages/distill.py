@@ -14,15 +14,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from event_fm.training.losses.distill import (
+from torch import nn
+
+from training.losses.distill import (
     GEPProjector,
     RealmLossWeights,
     gep_stage1_loss,
     realm_loss,
     scaleevent_loss,
 )
-from event_fm.training.runner import Task
-from event_fm.training.stages.common import (
+from training.runner import Task
+from training.stages.common import (
     Batch,
     build_model,
     curriculum_radius,
@@ -31,7 +33,6 @@ from event_fm.training.stages.common import (
     save_stage_model,
     to_batch,
 )
-from torch import nn
 
 DEFAULTS = {
     "losses": {"realm": 1.0},  # any of realm / scaleevent / gep, with weights

@@ -13,21 +13,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from event_fm.training.data.dataset import ShardDataset
-from event_fm.training.metrics import (
+from tqdm import tqdm
+
+from event_fm.dataset.shard_dataset import ShardDataset
+from event_fm.evaluation.metrics import (
+    DEPTH_BINS,
     DepthMetrics,
     SegmentationMetrics,
     pose_auc,
     rotation_error_deg,
     translation_angle_deg,
 )
-from event_fm.training.stages.common import Batch, to_batch
-from tqdm import tqdm
-
 from event_fm.models import EventFM, estimate_relative_pose, find_matches, load_model
+from training.stages.common import Batch, to_batch
 
 MODES = ("teacher_rgb", "teacher_delivered_rgb", "student_events")
-DEPTH_BINS = np.arange(0, 85, 5.0)
 
 
 class ModeAccumulator:
@@ -133,7 +133,7 @@ def evaluate_set(model: EventFM, dataset: ShardDataset, batch_size: int = 8,
     for acc in accs.values():
         _pose_errors(acc, model.config.matching_stride, pose_gap)
     if mosaic_path is not None and mosaic_rows:
-        from event_fm.training.plots import save_mosaic
+        from event_fm.evaluation.plots import save_mosaic
 
         save_mosaic(mosaic_path, mosaic_rows)
     results = {m: accs[m].result() for m in MODES if m != "teacher_delivered_rgb"
@@ -161,7 +161,7 @@ def run_evaluate(config: dict, out_dir: Path, progress: bool = True) -> dict:
             section.get("max_samples"), progress, out_dir / f"mosaic_{name}.png")
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=1))
     (out_dir / "metrics.md").write_text(markdown_table(report))
-    from event_fm.training.plots import save_depth_curves
+    from event_fm.evaluation.plots import save_depth_curves
 
     save_depth_curves(out_dir / "depth_error_vs_depth.png", report)
     return report

@@ -11,14 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from event_fm.training.losses.tasks import (
+from torch import nn
+
+from training.losses.tasks import (
     correspondences,
     depth_loss,
     matching_loss,
     segmentation_loss,
 )
-from event_fm.training.runner import Task
-from event_fm.training.stages.common import (
+from training.runner import Task
+from training.stages.common import (
     Batch,
     PairDataset,
     build_model,
@@ -27,7 +29,6 @@ from event_fm.training.stages.common import (
     save_stage_model,
     to_batch,
 )
-from torch import nn
 
 
 class RGBHeadsModule(nn.Module):

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from event_fm.io.readers import stamp_to_ns
-from event_fm.io.rosbag import BagReader, image_to_array
-from event_fm.training.data.sync import pose_to_matrix
-from event_fm.training.metrics import (
+from event_fm.dataset.sync import pose_to_matrix
+from event_fm.evaluation.metrics import (
     DepthMetrics,
     SegmentationMetrics,
     pose_auc,
     rotation_error_deg,
 )
+from event_fm.io.readers import stamp_to_ns
+from event_fm.io.rosbag import BagReader, image_to_array
 
 
 @dataclass

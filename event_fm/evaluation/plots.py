@@ -61,7 +61,7 @@ def save_mosaic(path: Path, rows: list[tuple], max_samples: int = 4) -> None:
 
 
 def save_depth_curves(path: Path, report: dict) -> None:
-    from event_fm.training.stages.evaluate import DEPTH_BINS
+    from event_fm.evaluation.metrics import DEPTH_BINS
 
     plt = _plt()
     centers = (DEPTH_BINS[:-1] + DEPTH_BINS[1:]) / 2

@@ -10,7 +10,8 @@ from bisect import bisect_right
 from pathlib import Path
 
 import numpy as np
-from event_fm.training.data.shards import Sample, load_index, read_shard, unpack_sample
+
+from event_fm.dataset.shards import Sample, load_index, read_shard, unpack_sample
 
 
 def recording_dirs(root: str | Path, split: str) -> list[Path]:

@@ -14,6 +14,7 @@ import numpy as np
 
 DEPTH_CUTOFFS = (10.0, 20.0, 30.0)
 POSE_THRESHOLDS = (5.0, 10.0, 20.0)
+DEPTH_BINS = np.arange(0, 85, 5.0)  # error-by-depth curve bin edges (m)
 
 
 @dataclass

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from event_fm.training.data.shards import Sample
 
+from event_fm.dataset.shards import Sample
 from event_fm.io.msg_definitions import EVENT_TYPES
 from event_fm.io.readers import stamp_to_ns
 from event_fm.io.rosbag import BagReader, image_to_array
