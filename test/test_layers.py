@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: Lowest first. Layers of one rank do not import each other.
 LAYERS: dict[str, int] = {
+    "event_fm.common": -1,
     "event_fm.io": 0,
     "event_fm.representations": 1,
     "event_fm.sim": 2,
