@@ -11,6 +11,10 @@ import sys
 
 from event_fm import __version__
 
+DESCRIPTION = ("Event-camera perception with foundation-model encoders: inspect, convert and "
+               "simulate recordings, replay them over ROS 2, run and evaluate the perception "
+               "nodes, and train the models. 'event-fm COMMAND --help' for each command.")
+
 #: sub-command name -> (module path, one-line help). Each module has add_arguments() and run().
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("event_fm.cli.info", "summarize the event and image topics of a recording"),
@@ -19,13 +23,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("event_fm.cli.replay", "publish a rosbag2 over DDS with its timing and QoS"),
     "run": ("event_fm.cli.run", "run the perception (and recorder) nodes in one process"),
     "eval": ("event_fm.cli.eval", "replay a recording through the nodes and score the outputs"),
-    "train": ("training.cli", "training: dataset, teacher, distill, heads, evaluate, "
-              "export, forecast, gep, reconstruct"),
+    "train": ("training.cli", "training: FAMILY STEP with FAMILY in distill, forecast, gep, "
+              "reconstruct"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="event-fm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="event-fm", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"event-fm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
