@@ -8,6 +8,7 @@ callers count them instead of crashing or silently losing track.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,10 +30,15 @@ def stamp_to_ns(stamp) -> int:
 
 class PacketDecoder:
     """Decodes EventPacket-like messages of one topic, re-creating the decoder when the
-    stream's encoding or geometry changes (a driver restart)."""
+    stream's encoding or geometry changes (a driver restart).
 
-    def __init__(self, topic: str = ""):
+    A header claiming a geometry larger than any real sensor (``max_side`` per side; the largest
+    event sensors today are 1280x720) is dropped, counted as ``implausible_geometry``: each window
+    of such a stream would allocate voxel grids of hundreds of gigabytes."""
+
+    def __init__(self, topic: str = "", max_side: int = 4096):
         self.topic = topic
+        self.max_side = int(max_side)
         self._decoder: Decoder | None = None
         self._key: tuple[str, int, int] | None = None
         self.width = self.height = 0  # geometry of the last packet
@@ -41,6 +47,20 @@ class PacketDecoder:
         if self._decoder is not None:
             self._decoder.reset()
 
+    def snapshot(self) -> tuple:
+        """The stream state, cheap enough to take before every packet (a few small arrays), so
+        a packet found corrupt after decoding can be undone with :meth:`restore`."""
+        inner = None
+        if self._decoder is not None:
+            inner = copy.copy(self._decoder)
+            for name, value in vars(inner).items():
+                if isinstance(value, (np.ndarray, dict, list)):
+                    setattr(inner, name, value.copy())
+        return inner, self._key, self.width, self.height
+
+    def restore(self, snapshot: tuple) -> None:
+        self._decoder, self._key, self.width, self.height = snapshot
+
     def decode(self, msg) -> EventBatch:
         stamp_ns = stamp_to_ns(msg.header.stamp)
         meta = dict(stamp_ns=stamp_ns, seq=int(msg.seq), width=int(msg.width),
@@ -48,13 +68,14 @@ class PacketDecoder:
         if msg.is_bigendian:
             return EventBatch(dropped={"big_endian_payload": 1}, **meta)
         key = (str(msg.encoding), int(msg.width), int(msg.height))
+        if max(key[1], key[2]) > self.max_side:
+            return EventBatch(dropped={"implausible_geometry": 1}, **meta)
         self.width, self.height = key[1], key[2]
         if key != self._key:
             try:
                 self._decoder = make_decoder(*key)
-            except UnknownEncodingError as exc:
-                log.warning("%s: %s", self.topic, exc)
-                self._decoder, self._key = None, None
+            except UnknownEncodingError:
+                self._decoder, self._key = None, None  # the caller counts and logs it
                 return EventBatch(dropped={"unknown_encoding": 1}, **meta)
             self._key = key
         assert self._decoder is not None

@@ -6,6 +6,8 @@ Three modes, as the papers and users need them:
 - ``rate``: windows of fixed duration ending on a fixed-rate grid.
 - ``count``: windows of the last N events (REALM: 150,000 for DSEC-like data), on a rate grid.
 A window is due once the buffer holds events past its end, so it is complete when cut.
+A jump in time (a paused stream, a clock the sensor moved) never makes more than
+``max_catch_up`` windows: the grid skips ahead and the skipped windows are counted once.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ class WindowSpec:
 
 class WindowScheduler:
     def __init__(self, mode: str = "rate", duration_ns: int = 50_000_000,
-                 rate_hz: float = 20.0, count: int = 150_000, max_pending_frames: int = 64):
+                 rate_hz: float = 20.0, count: int = 150_000, max_pending_frames: int = 64,
+                 max_catch_up: int = 8):
         if mode not in WINDOW_MODES:
             raise ValueError(f"window mode must be one of {WINDOW_MODES}, got {mode!r}")
         if duration_ns <= 0 or rate_hz <= 0 or count <= 0:
@@ -38,6 +41,9 @@ class WindowScheduler:
         self._frames: deque[int] = deque(maxlen=max_pending_frames)
         self._next_end: int | None = None
         self.frames_dropped = 0
+        self.max_catch_up = int(max_catch_up)
+        self.windows_skipped = 0  # grid windows never made because time jumped past them
+        self.skips = 0  # how many jumps caused that
 
     def add_frame(self, stamp_ns: int) -> None:
         if self._frames and stamp_ns <= self._frames[-1]:
@@ -60,6 +66,12 @@ class WindowScheduler:
             start = t_first if t_first is not None else t_last
             first = start + (self.duration_ns if self.mode == "rate" else 1)
             self._next_end = -(-first // self.period_ns) * self.period_ns  # ceil to the grid
+        behind = -(-(t_last - self._next_end) // self.period_ns)  # windows ending before t_last
+        if behind > self.max_catch_up:
+            skipped = behind - self.max_catch_up
+            self._next_end += skipped * self.period_ns
+            self.windows_skipped += skipped
+            self.skips += 1
         out = []
         while self._next_end < t_last:
             end = self._next_end
