@@ -95,7 +95,7 @@ def load_split(root: str | Path, split: str) -> list[RecordingFrames]:
                                 "`event-fm train forecast data` first")
     out = []
     for f in files:
-        d = torch.load(f)
+        d = torch.load(f, weights_only=True)  # a cache file must never run code
         out.append(RecordingFrames(d["name"], d["frames"], d["width"], d["height"]))
     return out
 
