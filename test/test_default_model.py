@@ -14,6 +14,7 @@ from event_fm.evaluation.scoring import GroundTruth, Outputs, score
 from event_fm.io.readers import stamp_to_ns
 from event_fm.io.rosbag import BagReader
 from event_fm.models import load_model
+from event_fm.models.checkpoint import read_meta
 from event_fm.pipeline.engine import EngineConfig, PerceptionEngine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,8 +23,8 @@ DEMO_BAG = REPO / "demo" / "bag"
 
 
 def test_default_checkpoint_is_the_trained_model_within_budget():
-    config = json.loads((DEFAULT / "config.json").read_text())
-    assert "smoke" not in config["extra"]["note"]
+    config = json.loads((DEFAULT / "config.json").read_text())["config"]
+    assert "smoke" not in read_meta(DEFAULT)["note"]
     assert config["merged"] and not config["with_teacher"]
     assert (DEFAULT / "model.safetensors").stat().st_size < 20 * 2**20
     model = load_model(DEFAULT)

@@ -112,7 +112,7 @@ def test_save_load_round_trip_is_identical(tmp_path, model, inputs):
     voxels, images = inputs
     save_model(model, tmp_path / "ckpt")
     assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {"model.safetensors", "config.json"}
-    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())["config"]
     assert config["preset"] == "tiny" and config["lora_rank"] == 4 and not config["merged"]
     assert config["depth_range"] == [1.0, 81.0] and len(config["class_names"]) == 11
 
@@ -159,5 +159,5 @@ def test_bad_checkpoints_fail_clearly(tmp_path):
         load_model(tmp_path)
     with pytest.raises(ValueError, match="directory or a .safetensors"):
         load_model(tmp_path / "model.pth")
-    with pytest.raises(ValueError, match="unknown EventFM config keys"):
+    with pytest.raises(ValueError, match="unknown key 'model.bogus'"):
         EventFMConfig.from_dict({"preset": "tiny", "bogus": 1})

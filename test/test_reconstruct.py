@@ -85,7 +85,7 @@ def test_generator_any_size_in_unit_range_and_checkpoint_roundtrip(tmp_path):
     again = load_generator(tmp_path / "gen")
     with torch.no_grad():
         torch.testing.assert_close(again(x), y)
-    assert json.loads((tmp_path / "gen" / "config.json").read_text())["widths"] == [4, 8]
+    assert json.loads((tmp_path / "gen" / "config.json").read_text())["config"]["widths"] == [4, 8]
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         load_generator(tmp_path / "nothing")
     with pytest.raises(ValueError, match="one entry per stage"):

@@ -25,6 +25,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from event_fm.common.devices import resolve_device
+
 log = logging.getLogger(__name__)
 
 
@@ -89,17 +91,6 @@ def init_distributed() -> tuple[int, int, int]:
     rank = dist.get_rank() if dist.is_initialized() else 0
     local = int(os.environ.get("LOCAL_RANK", "0"))
     return rank, world, local
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name} requested but CUDA is not available")
-        torch.cuda.set_device(device)
-    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -201,7 +192,7 @@ def run(task: Task, cfg: RunConfig, stop_after: int | None = None,
     to simulate a kill at a known point).
     """
     rank, world, local = init_distributed()
-    device = resolve_device(cfg.device, local)
+    device = resolve_device(cfg.device, local, set_current=True)
     seed_everything(cfg.seed + rank)
     out = Path(cfg.out_dir)
     if rank == 0:

@@ -5,7 +5,6 @@ histogram)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,12 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def checkpoint_note(path: Path) -> str:
-    """What the checkpoint is, in its own words (config.json 'extra.note'), for the report."""
+    """What the checkpoint is, in its own words (its meta 'note'), for the report."""
+    from event_fm.models.checkpoint import read_meta
+
     try:
-        config = json.loads((path / "config.json").read_text())
+        meta = read_meta(path)
     except (OSError, ValueError):
         return ""
-    return str(config.get("extra", {}).get("note", ""))
+    return str(meta.get("note", ""))
 
 
 def summary_lines(report: dict) -> list[str]:

@@ -1,24 +1,93 @@
-"""EventFM checkpoints: safetensors weights + a JSON config that rebuilds the architecture.
+"""One checkpoint format for every model family: ``model.safetensors`` + ``config.json``.
 
-Nothing is ever unpickled: the config is plain JSON and the weights are safetensors, so loading
-a checkpoint from elsewhere cannot execute code.
+``config.json`` always has the same top-level shape::
+
+    {"format_version": 1, "kind": "<family>", "config": {<architecture>}, "meta": {<notes>}}
+
+``config`` rebuilds the architecture (strictly: an unknown key is an error), ``meta`` is free-form
+(source, training recipe, sampling settings, a note) and never affects the weights. Each family
+registers its kind with :func:`register_kind`; :func:`load` dispatches on ``kind``. Nothing is
+ever unpickled: the config is plain JSON and the weights are safetensors, so loading a checkpoint
+from elsewhere cannot execute code.
+
+A config dataclass with an ``extra`` dict field carries the meta in memory: :func:`save` writes
+``config.extra`` (updated by ``meta``) under "meta" and :func:`load` puts "meta" back there.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import importlib
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from .model import EventFM, EventFMConfig
+from event_fm.common.strict_config import ConfigError, build_dataclass, check_keys
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "embedded_checkpoint", "load_model", "merge_lora",
-           "save_model"]
+if TYPE_CHECKING:
+    from .model import EventFM
+
+__all__ = ["CONFIG_NAME", "FORMAT_VERSION", "WEIGHTS_NAME", "CheckpointError",
+           "embedded_checkpoint", "kinds", "load", "load_model", "merge_lora", "read_kind",
+           "read_meta", "register_kind", "save", "save_model"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+TOP_LEVEL = ("format_version", "kind", "config", "meta")
+
+#: Modules whose import registers the built-in kinds (imported on first lookup, so that this
+#: module stays importable from the families themselves).
+_FAMILIES = ("event_fm.models.model", "event_fm.models.forecast.denoiser",
+             "event_fm.models.forecast.simvp", "event_fm.models.gep",
+             "event_fm.models.reconstruction")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint's config.json is not the version-1 layout, or names an unknown kind."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kind:
+    name: str
+    model_cls: type[nn.Module]
+    config_cls: type
+    build: Callable[[Any], nn.Module]
+
+
+_KINDS: dict[str, _Kind] = {}
+
+
+def register_kind(name: str, model_cls: type[nn.Module], config_cls: type,
+                  build: Callable[[Any], nn.Module] | None = None) -> None:
+    """Make ``name`` loadable: its config rebuilds from JSON with ``config_cls`` (a dataclass,
+    built strictly) and the model with ``build(config)`` (default ``model_cls(config)``)."""
+    _KINDS[name] = _Kind(name, model_cls, config_cls, build or model_cls)
+
+
+def _kinds() -> dict[str, _Kind]:
+    for module in _FAMILIES:
+        importlib.import_module(module)
+    return _KINDS
+
+
+def kinds() -> tuple[str, ...]:
+    """The registered kinds, sorted."""
+    return tuple(sorted(_kinds()))
+
+
+def _lookup(name: Any, where: Path) -> _Kind:
+    registry = _kinds()
+    if name not in registry:
+        raise CheckpointError(f"{where}: unknown checkpoint kind {name!r} "
+                              f"(known: {', '.join(sorted(registry))})")
+    return registry[name]
 
 
 def embedded_checkpoint(name: str) -> Path:
@@ -35,39 +104,121 @@ def embedded_checkpoint(name: str) -> Path:
         return here
 
 
-def save_model(model: EventFM, directory: str | Path) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` into ``directory``; returns the directory."""
+def _config_dict(config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(architecture, in-memory meta) of a config dataclass; tuples become JSON lists."""
+    data = json.loads(json.dumps(dataclasses.asdict(config)))
+    extra = data.pop("extra", None) if "extra" in {f.name for f in dataclasses.fields(config)} \
+        else None
+    return data, dict(extra or {})
+
+
+def save(model: nn.Module, directory: str | Path, kind: str,
+         meta: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` of ``kind`` into ``directory`` (created);
+    ``meta`` is merged over the config's in-memory ``extra``. Returns the directory."""
     directory = Path(directory)
+    spec = _lookup(kind, directory)
+    if not isinstance(model, spec.model_cls):
+        raise TypeError(f"kind {kind!r} saves {spec.model_cls.__name__}, got "
+                        f"{type(model).__name__}")
+    config, notes = _config_dict(model.config)
+    notes.update(json.loads(json.dumps(dict(meta or {}), default=str)))
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
-    (directory / CONFIG_NAME).write_text(model.config.to_json() + "\n")
+    document = {"format_version": FORMAT_VERSION, "kind": kind, "config": config, "meta": notes}
+    (directory / CONFIG_NAME).write_text(json.dumps(document, indent=2) + "\n")
     return directory
 
 
-def _resolve(path: Path) -> tuple[Path, Path]:
-    if path.is_dir():
+def _paths(path: str | Path) -> tuple[Path, Path]:
+    """(weights, config.json) of a checkpoint directory or of its .safetensors file."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return path, path.with_name(CONFIG_NAME)
+    if path.is_dir() or not path.suffix:  # a missing directory: FileNotFoundError later
         return path / WEIGHTS_NAME, path / CONFIG_NAME
-    if path.suffix != ".safetensors":
-        raise ValueError(f"{path}: expected a checkpoint directory or a .safetensors file")
-    return path, path.with_name(CONFIG_NAME)
+    raise ValueError(f"{path}: expected a checkpoint directory or a .safetensors file")
 
 
-def load_model(path: str | Path, device: str | torch.device | None = None) -> EventFM:
-    """Rebuild an EventFM model from a checkpoint directory (or its .safetensors file with
-    config.json beside it). The model comes back in eval mode, on ``device`` if given."""
-    weights, config_path = _resolve(Path(path))
+def _read(config_path: Path) -> dict[str, Any]:
+    """The validated version-1 document in ``config_path``."""
+    if not config_path.is_file():
+        raise FileNotFoundError(f"checkpoint file missing: {config_path}")
+    try:
+        data = json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{config_path}: not JSON ({err})") from err
+    if not isinstance(data, dict) or "format_version" not in data or "kind" not in data:
+        found = ", ".join(sorted(data)[:6]) if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(
+            f"{config_path}: not a version-{FORMAT_VERSION} checkpoint config (expected top-level "
+            f"keys {', '.join(TOP_LEVEL)}; found {found}, ...): an old layout - rewrite it in the "
+            "new one (config under 'config', notes under 'meta')")
+    if data["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"{config_path}: format_version {data['format_version']!r}, this "
+                              f"code reads {FORMAT_VERSION}")
+    try:
+        check_keys(data, TOP_LEVEL)
+    except ConfigError as err:
+        raise CheckpointError(f"{config_path}: {err}") from err
+    for key in ("config", "meta"):
+        if not isinstance(data.get(key, {}), dict):
+            raise CheckpointError(f"{config_path}: '{key}' must be a JSON object")
+    return data
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The free-form notes of a checkpoint (directory or .safetensors file), without loading it."""
+    return copy.deepcopy(_read(_paths(path)[1]).get("meta", {}))
+
+
+def read_kind(path: str | Path) -> str:
+    """The kind a checkpoint declares, without loading it."""
+    return str(_read(_paths(path)[1])["kind"])
+
+
+def load(path: str | Path, device: str | torch.device | None = None,
+         expect: str | tuple[str, ...] | None = None) -> nn.Module:
+    """Rebuild the model of any registered kind from a checkpoint directory (or its .safetensors
+    file with config.json beside it): eval mode, on ``device`` if given. ``expect`` names the
+    kind(s) the caller can use; another kind raises CheckpointError naming the file."""
+    weights, config_path = _paths(path)
     for required in (weights, config_path):
         if not required.is_file():
             raise FileNotFoundError(f"checkpoint file missing: {required}")
-    config = EventFMConfig.from_dict(json.loads(config_path.read_text()))
-    model = EventFM(config)
-    state = load_file(str(weights), device="cpu")
-    model.load_state_dict(state, strict=True)
+    data = _read(config_path)
+    spec = _lookup(data["kind"], config_path)
+    wanted = (expect,) if isinstance(expect, str) else expect
+    if wanted and spec.name not in wanted:
+        raise CheckpointError(f"{config_path}: a {spec.name!r} checkpoint, expected "
+                              f"{' or '.join(repr(k) for k in wanted)}")
+    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
+    config_data = dict(data.get("config", {}))
+    if "extra" in fields:
+        if "extra" in config_data:
+            raise CheckpointError(f"{config_path}: 'config.extra' belongs under 'meta'")
+        config_data["extra"] = copy.deepcopy(data.get("meta", {}))
+    try:
+        config = build_dataclass(spec.config_cls, config_data, "config")
+    except ConfigError as err:
+        raise CheckpointError(f"{config_path}: {err}") from err
+    model = spec.build(config)
+    model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
     model.eval()
-    if device is not None:
-        model.to(device)
-    return model
+    return model.to(device) if device is not None else model
+
+
+# -- EventFM conveniences (many callers) ------------------------------------------------------
+def save_model(model: EventFM, directory: str | Path,
+               meta: Mapping[str, Any] | None = None) -> Path:
+    """An EventFM checkpoint (kind 'event_fm')."""
+    return save(model, directory, "event_fm", meta)
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None) -> EventFM:
+    """An EventFM model from its checkpoint (kind 'event_fm'), eval mode."""
+    return load(path, device, expect="event_fm")  # type: ignore[return-value]
 
 
 def merge_lora(model: EventFM) -> EventFM:

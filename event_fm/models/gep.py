@@ -17,14 +17,16 @@ down to the tiny encoder (4 blocks, width 192, 8 windows of 26 tokens).
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from event_fm.common.strict_config import build_dataclass
+from event_fm.models.checkpoint import load, register_kind, save
 
 __all__ = [
     "EVENT",
@@ -130,12 +132,9 @@ class GEPConfig:
         return self.max_windows * self.group_size * (2 if self.with_frames else 1)
 
     @classmethod
-    def from_dict(cls, data: dict) -> GEPConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown GEP config keys: {sorted(unknown)}")
-        return cls(**data)
+    def from_dict(cls, data: dict, path: str = "model") -> GEPConfig:
+        """Strict: an unknown key raises ConfigError naming ``path.key`` and the known keys."""
+        return build_dataclass(cls, data, path)
 
 
 class CausalSelfAttention(nn.Module):
@@ -320,23 +319,15 @@ class GEPTransformer(nn.Module):
         return seq[:, context.shape[1]:]
 
 
-def save_gep(model: GEPTransformer, directory: str | Path) -> Path:
-    """safetensors weights + config.json (nothing is pickled)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / "model.safetensors"))
-    (directory / "config.json").write_text(json.dumps(asdict(model.config), indent=2) + "\n")
-    return directory
+register_kind("gep", GEPTransformer, GEPConfig)
+
+
+def save_gep(model: GEPTransformer, directory: str | Path,
+             meta: dict[str, Any] | None = None) -> Path:
+    """A 'gep' checkpoint (event_fm.models.checkpoint's one format)."""
+    return save(model, directory, "gep", meta)
 
 
 def load_gep(directory: str | Path, device: str | torch.device | None = None) -> GEPTransformer:
-    directory = Path(directory)
-    for name in ("model.safetensors", "config.json"):
-        if not (directory / name).is_file():
-            raise FileNotFoundError(f"GEP checkpoint file missing: {directory / name}")
-    config = GEPConfig.from_dict(json.loads((directory / "config.json").read_text()))
-    model = GEPTransformer(config)
-    model.load_state_dict(load_file(str(directory / "model.safetensors"), device="cpu"))
-    model.eval()
-    return model.to(device) if device is not None else model
+    """A GEP transformer from its 'gep' checkpoint, eval mode."""
+    return load(directory, device, expect="gep")  # type: ignore[return-value]

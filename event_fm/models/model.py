@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,10 @@ import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
+from event_fm.common.strict_config import build_dataclass
+
 from .backbones import create_backbone, get_preset
+from .checkpoint import register_kind
 from .event_encoder import EventEncoder
 from .heads import DSEC_CLASSES, DepthHead, MatchingHead, SegmentationHead
 from .image_encoder import EncoderOutput, ImageEncoder
@@ -68,12 +71,9 @@ class EventFMConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EventFMConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown EventFM config keys: {sorted(unknown)}")
-        return cls(**data)
+    def from_dict(cls, data: dict[str, Any], path: str = "model") -> EventFMConfig:
+        """Strict: an unknown key raises ConfigError naming ``path.key`` and the known keys."""
+        return build_dataclass(cls, data, path)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -202,3 +202,6 @@ class EventFM(nn.Module):
         counts["total"] = count(self.parameters())
         counts["trainable"] = count(self.parameters(), True)
         return counts
+
+
+register_kind("event_fm", EventFM, EventFMConfig)

@@ -11,22 +11,21 @@ Checkpoints are a directory with ``model.safetensors`` and ``config.json`` (no p
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from event_fm.common.strict_config import build_dataclass
+
+from .checkpoint import load, register_kind, save
 from .reconstruction_blocks import ConvNormAct, make_block
 
 __all__ = ["ReconstructionConfig", "ReconstructionUNet", "load_generator", "save_generator"]
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 
 @dataclass
@@ -57,11 +56,9 @@ class ReconstructionConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ReconstructionConfig:
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown reconstruction config keys: {sorted(unknown)}")
-        return cls(**data)
+    def from_dict(cls, data: dict[str, Any], path: str = "model") -> ReconstructionConfig:
+        """Strict: an unknown key raises ConfigError naming ``path.key`` and the known keys."""
+        return build_dataclass(cls, data, path)
 
 
 class ReconstructionUNet(nn.Module):
@@ -108,27 +105,17 @@ class ReconstructionUNet(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def save_generator(model: ReconstructionUNet, directory: str | Path) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` into ``directory``; returns it."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
-    (directory / CONFIG_NAME).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
-    return directory
+register_kind("reconstruction", ReconstructionUNet, ReconstructionConfig)
+
+
+def save_generator(model: ReconstructionUNet, directory: str | Path,
+                   meta: dict[str, Any] | None = None) -> Path:
+    """A 'reconstruction' checkpoint (event_fm.models.checkpoint's one format); the config's
+    ``extra`` (training recipe) goes under "meta"."""
+    return save(model, directory, "reconstruction", meta)
 
 
 def load_generator(path: str | Path, device: str | torch.device | None = None
                    ) -> ReconstructionUNet:
-    """Rebuild a generator from a checkpoint directory (eval mode, on ``device`` if given)."""
-    directory = Path(path)
-    if directory.suffix == ".safetensors":
-        directory = directory.parent
-    weights, config_path = directory / WEIGHTS_NAME, directory / CONFIG_NAME
-    for required in (weights, config_path):
-        if not required.is_file():
-            raise FileNotFoundError(f"reconstruction checkpoint file missing: {required}")
-    model = ReconstructionUNet(ReconstructionConfig.from_dict(json.loads(config_path.read_text())))
-    model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
-    model.eval()
-    return model.to(device) if device is not None else model
+    """A generator from its 'reconstruction' checkpoint (eval mode, on ``device`` if given)."""
+    return load(path, device, expect="reconstruction")  # type: ignore[return-value]

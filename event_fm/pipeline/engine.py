@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from event_fm.common.devices import resolve_device
 from event_fm.models import MemoryHold, estimate_relative_pose, find_matches, load_model
 from event_fm.models.pose import RelativePose
 from event_fm.pipeline.buffer import EventBuffer
@@ -40,18 +41,6 @@ def colorize(labels: np.ndarray) -> np.ndarray:
     palette = np.zeros((256, 3), np.uint8)
     palette[:len(PALETTE)] = PALETTE
     return palette[labels]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name in ("", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)  # raises on malformed names
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r}: CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA devices")
-    return device
 
 
 @dataclass

@@ -9,7 +9,6 @@ forecaster (guided, E-Motion's Algorithm 2) and returns future frames stamped at
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from event_fm.io.events import empty_events
+from event_fm.models.checkpoint import read_meta
 from event_fm.models.forecast import (
     FRAME_NS,
     frames_from_events,
@@ -115,7 +115,7 @@ class LiveForecaster:
         if not hasattr(model.config, "data_scale"):
             raise ValueError(f"{path}: not a diffusion forecaster")
         if settings is None:  # the checkpoint's recommended sampling, if it has one
-            notes = json.loads((path / "config.json").read_text()).get("notes", {})
+            notes = read_meta(path)
             settings = ForecastSettings(**{k: v for k, v in notes.get("sampling", {}).items()
                                            if k in ForecastSettings.__dataclass_fields__})
         return cls(model, settings, device)

@@ -21,6 +21,8 @@ from typing import Any, NamedTuple, Union
 import numpy as np
 import torch
 
+from event_fm.common.devices import resolve_device as parse_device
+
 #: The union of the accepted forms (see the module docstring).
 Events = Union[np.ndarray, Mapping[str, Any], torch.Tensor]  # noqa: UP007 (runtime alias)
 
@@ -97,7 +99,7 @@ def _check(cols: Columns) -> None:
 def resolve_device(cols: Columns, device: torch.device | str | None) -> torch.device:
     """The requested device, else where tensor events live, else the CPU."""
     if device is not None:
-        return torch.device(device)
+        return parse_device(device)
     return cols.t.device if cols.is_torch else torch.device("cpu")
 
 

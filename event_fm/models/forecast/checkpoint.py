@@ -1,44 +1,29 @@
-"""Forecaster checkpoints: ``model.safetensors`` + ``config.json`` (with ``kind``)."""
+"""Forecaster checkpoints: kinds 'forecast_diffusion' and 'forecast_simvp' of the one format in
+:mod:`event_fm.models.checkpoint` (sampling settings and provenance go under "meta")."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
+import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
 
-from event_fm.models.forecast.denoiser import ForecastConfig, VideoDenoiser
-from event_fm.models.forecast.simvp import SimVP, SimVPConfig
+from event_fm.models.checkpoint import load, save
+from event_fm.models.forecast.denoiser import VideoDenoiser
+from event_fm.models.forecast.simvp import SimVP
 
-
-def save_forecaster(model: nn.Module, directory: str | Path, extra: dict | None = None) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / "model.safetensors"))
-    config = json.loads(model.config.to_json())
-    if extra:
-        config["notes"] = extra
-    (directory / "config.json").write_text(json.dumps(config, indent=2))
-    return directory
+KINDS = ("forecast_diffusion", "forecast_simvp")
 
 
-def load_forecaster(directory: str | Path, device="cpu") -> nn.Module:
+def save_forecaster(model: nn.Module, directory: str | Path,
+                    extra: dict[str, Any] | None = None) -> Path:
+    """A VideoDenoiser or SimVP checkpoint; ``extra`` (sampling, source) is stored as meta."""
+    kind = "forecast_simvp" if isinstance(model, SimVP) else "forecast_diffusion"
+    return save(model, directory, kind, extra)
+
+
+def load_forecaster(directory: str | Path, device: str | torch.device = "cpu"
+                    ) -> VideoDenoiser | SimVP:
     """A VideoDenoiser or SimVP from a checkpoint directory, in eval mode."""
-    directory = Path(directory)
-    config_path, weights = directory / "config.json", directory / "model.safetensors"
-    if not config_path.exists() or not weights.exists():
-        raise FileNotFoundError(f"forecast checkpoint not found: {directory} (needs config.json "
-                                "and model.safetensors)")
-    data = json.loads(config_path.read_text())
-    data.pop("notes", None)
-    kind = data.get("kind", "diffusion")
-    if kind == "diffusion":
-        model: nn.Module = VideoDenoiser(ForecastConfig.from_dict(data))
-    elif kind == "simvp":
-        model = SimVP(SimVPConfig.from_dict(data))
-    else:
-        raise ValueError(f"{config_path}: unknown forecaster kind {kind!r}")
-    model.load_state_dict(load_file(str(weights)))
-    return model.to(device).eval()
+    return load(directory, device, expect=KINDS)  # type: ignore[return-value]

@@ -17,6 +17,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from event_fm.common.strict_config import build_dataclass
+from event_fm.models.checkpoint import register_kind
+
 
 @dataclass
 class ForecastConfig:
@@ -50,12 +53,12 @@ class ForecastConfig:
         return self.frames - self.past
 
     def to_json(self) -> str:
-        return json.dumps({"kind": "diffusion", **asdict(self)}, indent=2)
+        return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_dict(cls, data: dict) -> ForecastConfig:
-        data = {k: v for k, v in data.items() if k != "kind"}
-        return cls(**data)
+    def from_dict(cls, data: dict, path: str = "model") -> ForecastConfig:
+        """Strict: an unknown key raises ConfigError naming ``path.key`` and the known keys."""
+        return build_dataclass(cls, data, path)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -201,3 +204,6 @@ def make_condition(past: torch.Tensor, length: int | torch.Tensor,
     mask = past.new_zeros((b, frames))
     mask[:, :p] = mask_past
     return cond, mask
+
+
+register_kind("forecast_diffusion", VideoDenoiser, ForecastConfig)

@@ -10,6 +10,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from event_fm.common.strict_config import build_dataclass
+from event_fm.models.checkpoint import register_kind
+
 
 @dataclass
 class SimVPConfig:
@@ -22,11 +25,12 @@ class SimVPConfig:
     translator_blocks: int = 4
 
     def to_json(self) -> str:
-        return json.dumps({"kind": "simvp", **asdict(self)}, indent=2)
+        return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_dict(cls, data: dict) -> SimVPConfig:
-        return cls(**{k: v for k, v in data.items() if k != "kind"})
+    def from_dict(cls, data: dict, path: str = "simvp_model") -> SimVPConfig:
+        """Strict: an unknown key raises ConfigError naming ``path.key`` and the known keys."""
+        return build_dataclass(cls, data, path)
 
 
 def conv_block(dim_in: int, dim_out: int, stride: int = 1) -> nn.Sequential:
@@ -77,3 +81,6 @@ class SimVP(nn.Module):
         dec = F.interpolate(dec, size=(h, w), mode="nearest") if dec.shape[-2:] != (h, w) else dec
         out = self.head(torch.cat([dec, last], dim=1))
         return out.reshape(b, cfg.horizon, c, h, w)
+
+
+register_kind("forecast_simvp", SimVP, SimVPConfig)
