@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Build the interface packages in interfaces/ into a prefix (the venv), skipping any package
 # that a sourced ROS 2 installation already provides (there the apt packages are the truth).
-# usage: build_interfaces.sh PREFIX PYTHON
+# usage: build_interfaces.sh PREFIX PYTHON [PACKAGE_DIR ...]   (default: interfaces/*)
 set -euo pipefail
-prefix="$1"; python="$2"
+prefix="$1"; python="$2"; shift 2
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build_root="$root/build/interfaces"
-packages=(event_camera_msgs event_array_msgs dvs_msgs prophesee_event_msgs tf2_msgs event_fm_msgs)
+packages=(event_camera_msgs event_array_msgs dvs_msgs prophesee_event_msgs tf2_msgs)
 
 provided_elsewhere() {
   local pkg="$1" p
@@ -30,13 +30,19 @@ export AMENT_PREFIX_PATH="$prefix${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export CMAKE_PREFIX_PATH="$prefix${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 export PATH="$prefix/bin:$PATH"
 
-for pkg in "${packages[@]}"; do
+sources=("$@")
+if [ "${#sources[@]}" -eq 0 ]; then
+  for pkg in "${packages[@]}"; do sources+=("$root/interfaces/$pkg"); done
+fi
+
+for src in "${sources[@]}"; do
+  pkg="$(basename "$src")"
   if provided_elsewhere "$pkg"; then
     echo "interfaces: $pkg provided by the sourced ROS 2 installation, not built"
     continue
   fi
-  src="$root/interfaces/$pkg"
-  hash="$(cat "$src"/CMakeLists.txt "$src"/package.xml "$src"/msg/*.msg | sha256sum | cut -c1-16)"
+  hash="$(find "$src" -name '*.msg' -o -name '*.srv' -o -name CMakeLists.txt -o -name package.xml \
+    | sort | xargs cat | sha256sum | cut -c1-16)"
   stamp="$prefix/share/$pkg/.event_fm-build-$hash"
   if [ -f "$stamp" ]; then continue; fi
   echo "interfaces: building $pkg"

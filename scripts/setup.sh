@@ -19,10 +19,17 @@ need c++ "apt-get install build-essential"
 "$python_bin" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
   || { echo "make setup: Python >= 3.10 required, found $("$python_bin" --version)" >&2; exit 1; }
 
+# ROS CLI tools (ros2 launch, ros2 topic/param/lifecycle ...) for the workspace tests, from the
+# wheels beside the project when there (a robot has them from its ROS installation; nothing at
+# run time needs them). The osrf-pycommon they import is on PyPI.
+vendor="${EVENT_FM_ROS_CLI_WHEELS:-$root/../shared/vendor/ros2-cli}"
+[ -d "$vendor" ] && vendor="$(cd "$vendor" && pwd)" || vendor=""
+
 ros_sourced=0
 if [ -n "${ROS_DISTRO:-}" ] && "$python_bin" -c 'import rclpy' >/dev/null 2>&1; then ros_sourced=1; fi
 
-fingerprint="$( { echo "ros=$ros_sourced"; "$python_bin" --version;
+fingerprint="$( { echo "ros=$ros_sourced vendor=$vendor"; "$python_bin" --version;
+  [ -n "$vendor" ] && ls "$vendor";
   cat requirements/*.txt setup.py scripts/setup.sh scripts/build_interfaces.sh;
   find interfaces -type f | sort | xargs cat; } | sha256sum | cut -c1-32)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$fingerprint" ]; then
@@ -56,6 +63,13 @@ fi
 pip_install --no-deps --no-build-isolation -e .
 
 bash scripts/build_interfaces.sh "$venv" "$venv/bin/python"
+if [ -n "$vendor" ] && [ "$ros_sourced" = 0 ]; then
+  echo "make setup: installing the ROS CLI tools from $vendor"
+  # launch_testing's pytest plugin does not load under this pytest: not installed (unused)
+  pip_install --no-deps $(ls "$vendor"/*.whl | grep -v launch_testing)
+  pip_install osrf-pycommon -c requirements/lock.txt
+  bash scripts/build_interfaces.sh "$venv" "$venv/bin/python" "$vendor/composition_interfaces"
+fi
 
 # The venv's activate script pulls in the ROS environment too.
 if ! grep -q "event_fm env" "$venv/bin/activate"; then

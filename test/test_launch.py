@@ -19,11 +19,17 @@ LAUNCH = REPO / "launch" / "perception.launch.py"
 YAML = REPO / "config" / "perception.yaml"
 NODE_PARAMS = {"event_fm_perception": perception_params.PARAMS,
                "event_fm_recorder": recorder_node.PARAMS}
+YAML_KEY = {name: f"/**/{name}" for name in NODE_PARAMS}  # applies under any namespace
 
 
 def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
     return [n for n in ast.walk(tree) if isinstance(n, ast.Call)
             and getattr(n.func, "id", getattr(n.func, "attr", None)) == name]
+
+
+def _assigned(tree: ast.AST, name: str):
+    return next(n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                and any(getattr(t, "id", None) == name for t in n.targets))
 
 
 def _kw(call: ast.Call, key: str):
@@ -39,7 +45,12 @@ def test_launch_arguments_are_declared_with_descriptions():
         assert description is not None, f"launch argument {name} has no description"
         declared[name] = call
     assert set(declared) == {"params_file", "checkpoint", "device", "namespace", "event_topic",
-                             "image_topic", "record"}
+                             "image_topic", "camera_info_topic", "use_sim_time",
+                             "fastdds_profile", "record"}
+    # empty defaults never override the YAML (an empty image_topic once silenced the recorder)
+    for name in ("checkpoint", "device", "event_topic", "image_topic", "camera_info_topic",
+                 "fastdds_profile"):
+        assert _kw(declared[name], "default_value").value == ""
 
 
 def test_launch_nodes_exist_and_pass_declared_parameters():
@@ -57,16 +68,16 @@ def test_launch_nodes_exist_and_pass_declared_parameters():
         assert _kw(node, "executable").value in executables
         name = _kw(node, "name").value
         declared = {p.name for p in NODE_PARAMS[name]}
-        for item in _kw(node, "parameters").elts:
-            if isinstance(item, ast.Dict):
-                keys = {k.value for k in item.keys}
-                assert keys <= declared, f"{name}: {keys - declared} are not parameters"
+        overrides = _kw(node, "parameters").elts[1]
+        table = overrides.args[1].id  # _overrides(context, TABLE)
+        keys = {e.value for e in _assigned(tree, table).elts}
+        assert keys <= declared, f"{name}: {keys - declared} are not parameters"
 
 
 @pytest.mark.parametrize("node", sorted(NODE_PARAMS))
 def test_yaml_keys_are_declared_parameters_with_valid_values(node):
     data = yaml.safe_load(YAML.read_text())
-    values = data[node]["ros__parameters"]
+    values = data[YAML_KEY[node]]["ros__parameters"]
     specs = {p.name: p for p in NODE_PARAMS[node]}
     assert set(values) <= set(specs), set(values) - set(specs)
     for key, value in values.items():
