@@ -79,10 +79,10 @@ def overhead(checkpoint: Path, bag: Path) -> list[dict]:
     from event_fm.io.rosbag import BagReader
     from event_fm.pipeline.engine import EngineConfig, PerceptionEngine
 
-    cases = {"depth only": ({"depth"}, False),
-             "depth+semantic+pose+events image": ({"depth", "semantic", "pose"}, True)}
+    cases = {"depth only": {"depth"},
+             "depth+semantic+pose+events image": {"depth", "semantic", "pose", "events_image"}}
     rows = []
-    for name, (outputs, image) in cases.items():
+    for name, outputs in cases.items():
         engine = PerceptionEngine.from_checkpoint(checkpoint, EngineConfig(device="cpu"))
         times = []
         with BagReader(bag) as reader:
@@ -90,7 +90,7 @@ def overhead(checkpoint: Path, bag: Path) -> list[dict]:
                 engine.add_packet(reader.deserialize(message))
                 spec = engine.next_window()
                 if spec is not None:
-                    times.append(engine.process(spec, outputs, events_image=image).latency_s)
+                    times.append(engine.process(spec, outputs).latency_s)
         times = times[2:]  # warm-up
         infer = float(np.median([t["infer"] for t in times]))
         other = float(np.median([t["voxelize"] + t["postprocess"] for t in times]))

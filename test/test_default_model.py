@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from event_fm.common.stamps import stamp_to_ns
 from event_fm.evaluation.scoring import GroundTruth, Outputs, score
-from event_fm.io.readers import stamp_to_ns
 from event_fm.io.rosbag import BagReader
 from event_fm.models import load_model
 from event_fm.models.checkpoint import read_meta
@@ -45,10 +45,10 @@ def demo_outputs() -> tuple[Outputs, GroundTruth]:
             else:
                 engine.add_packet(msg)
             while (spec := engine.next_window()) is not None:
-                result = engine.process(spec, {"depth", "semantic"}, events_image=False)
-                if result.depth is not None and not result.held:
-                    outputs.depth[result.stamp_ns] = result.depth
-                    outputs.semantic[result.stamp_ns] = result.semantic
+                result = engine.process(spec, {"depth", "semantic"})
+                if result.get("depth") is not None and not result.held:
+                    outputs.depth[result.stamp_ns] = result.get("depth")
+                    outputs.semantic[result.stamp_ns] = result.get("semantic")
     return outputs, GroundTruth.from_bag(DEMO_BAG)
 
 

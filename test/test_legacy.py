@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from event_fm.common.stamps import stamp_to_ns
 from event_fm.io.events import EVENT_DTYPE
-from event_fm.io.legacy import events_from_objects, legacy_to_batch, time_to_ns
+from event_fm.io.legacy import events_from_objects, legacy_to_batch
 
 INTERFACES = Path(__file__).resolve().parents[1] / "interfaces"
 
@@ -94,7 +95,7 @@ def test_ros1_style_and_integer_times():
     assert (batch.stamp_ns, batch.seq) == (3_000_000_004, 17)
     ints = events_from_objects([NS(x=3, y=4, ts=123, polarity=0), NS(x=5, y=6, ts=124, polarity=1)])
     assert ints.tolist() == [(3, 4, 123, 0), (5, 6, 124, 1)]
-    assert time_to_ns(NS(sec=1, nanosec=2)) == 1_000_000_002
+    assert stamp_to_ns(NS(sec=1, nanosec=2)) == 1_000_000_002
 
 
 @settings(max_examples=50, deadline=None)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from event_fm.common.rotations import quaternion_xyzw
 from event_fm.sim import classes as C
-from event_fm.sim.camera import Intrinsics, quaternion_xyzw
+from event_fm.sim.camera import Intrinsics
 from event_fm.sim.degrade import DegradeParams, degrade, exposure_times
 from event_fm.sim.pipeline import SceneSimulator, SimConfig
 from event_fm.sim.render import SKY_ID, Renderer, luminance

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from event_fm.common.stamps import stamp_to_ns
 from event_fm.dataset.shards import Sample
 from event_fm.io.msg_definitions import EVENT_TYPES
-from event_fm.io.readers import stamp_to_ns
 from event_fm.io.rosbag import BagReader, image_to_array
 from event_fm.pipeline.buffer import EventBuffer
 from event_fm.pipeline.clock import ClockOffsetEstimator

@@ -23,7 +23,7 @@ def _depth_vis(depth: np.ndarray, d_max: float = 80.0) -> np.ndarray:
 
 def save_mosaic(path: Path, rows: list[tuple], max_samples: int = 4) -> None:
     """One row per (sample, input mode): input, depth prediction, depth truth, segmentation."""
-    from event_fm.pipeline.engine import colorize
+    from event_fm.sim.classes import colorize
 
     plt = _plt()
     entries = []

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from event_fm.common.stamps import stamp_to_ns
 from event_fm.dataset.sync import pose_to_matrix
 from event_fm.evaluation.metrics import (
     DepthMetrics,
@@ -17,7 +18,6 @@ from event_fm.evaluation.metrics import (
     pose_auc,
     rotation_error_deg,
 )
-from event_fm.io.readers import stamp_to_ns
 from event_fm.io.rosbag import BagReader, image_to_array
 
 
@@ -143,7 +143,7 @@ def _mosaic(path: Path, outputs: Outputs, gt: GroundTruth, rows: int = 4) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from event_fm.pipeline.engine import colorize
+    from event_fm.sim.classes import colorize
 
     stamps = sorted(outputs.depth)
     if not stamps:

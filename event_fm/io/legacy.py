@@ -14,6 +14,7 @@ from operator import attrgetter
 
 import numpy as np
 
+from event_fm.common.stamps import NS_PER_S, stamp_to_ns
 from event_fm.io.events import EVENT_DTYPE, EventBatch, empty_events
 
 #: Message types this module converts (ROS 2 spelling; ROS 1 drops the "/msg").
@@ -23,9 +24,6 @@ LEGACY_TYPES: tuple[str, ...] = (
     "dv_ros2_msgs/msg/EventArray",
 )
 
-_NS = 1_000_000_000
-
-
 def _time_fields(ts) -> tuple[str, str] | None:
     """Attribute names of a time object: ROS 2 (sec, nanosec) or ROS 1 (secs, nsecs)."""
     if hasattr(ts, "nanosec"):
@@ -33,14 +31,6 @@ def _time_fields(ts) -> tuple[str, str] | None:
     if hasattr(ts, "nsecs"):
         return "secs", "nsecs"
     return None  # plain integer nanoseconds
-
-
-def time_to_ns(ts) -> int:
-    """A ROS time object (either generation) or an integer in ns, as integer nanoseconds."""
-    names = _time_fields(ts)
-    if names is None:
-        return int(ts)
-    return int(getattr(ts, names[0])) * _NS + int(getattr(ts, names[1]))
 
 
 def events_from_objects(events) -> np.ndarray:
@@ -60,7 +50,7 @@ def events_from_objects(events) -> np.ndarray:
         dtype=np.int64,
         count=len(fields) * n,
     ).reshape(n, len(fields))
-    t = cols[:, 2] if names is None else cols[:, 2] * _NS + cols[:, 3]
+    t = cols[:, 2] if names is None else cols[:, 2] * NS_PER_S + cols[:, 3]
     pol = cols[:, -1]
     out = np.empty(n, dtype=EVENT_DTYPE)
     out["x"] = cols[:, 0]
@@ -89,7 +79,7 @@ def legacy_to_batch(msg, topic: str = "", width: int = 0, height: int = 0) -> Ev
     header = getattr(msg, "header", None)
     return EventBatch(
         events=events,
-        stamp_ns=time_to_ns(header.stamp) if header is not None else 0,
+        stamp_ns=stamp_to_ns(header.stamp) if header is not None else 0,
         seq=int(getattr(header, "seq", 0) or 0),
         width=width,
         height=height,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from event_fm.common.stamps import stamp_to_ns
 from event_fm.io.decoders import Decoder, UnknownEncodingError, make_decoder
 from event_fm.io.events import EventBatch
 from event_fm.io.legacy import legacy_to_batch
@@ -22,10 +23,6 @@ from event_fm.io.msg_definitions import EVENT_PACKET_TYPES, EVENT_TYPES, LEGACY_
 from event_fm.io.rosbag import BagReader, is_bag
 
 log = logging.getLogger(__name__)
-
-
-def stamp_to_ns(stamp) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 class PacketDecoder:

@@ -19,6 +19,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import Image
 
+from event_fm.common.stamps import stamp_to_ns
 from event_fm.evaluation.scoring import GroundTruth, Outputs, score, write_report
 from event_fm.io.msg_definitions import EVENT_TYPES
 from event_fm.io.rosbag import BagReader
@@ -28,10 +29,6 @@ from event_fm.nodes.perception_node import PerceptionNode
 from event_fm.nodes.replay import BagReplayer
 
 NODE = "event_fm_perception"
-
-
-def _stamp(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def _image_array(msg: Image) -> np.ndarray:
@@ -56,7 +53,7 @@ class Collector(Node):
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
 
     def _on_image(self, name: str, msg: Image) -> None:
-        stamp = _stamp(msg)
+        stamp = stamp_to_ns(msg.header.stamp)
         getattr(self.outputs, name)[stamp] = _image_array(msg).copy()
         if name == "depth":
             self.arrivals[stamp] = time.monotonic()
@@ -67,7 +64,7 @@ class Collector(Node):
         T = np.eye(4)
         T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
         T[:3, 3] = [p.x, p.y, p.z]
-        self.outputs.pose[_stamp(msg)] = T
+        self.outputs.pose[stamp_to_ns(msg.header.stamp)] = T
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:

@@ -1,29 +1,26 @@
 """perception_node's ``~/forecast`` and ``~/forecast_image``: loading the forecaster from the
-node's parameters and turning a ForecastResult into messages.
+node's parameters and turning a ForecastResult into standard messages.
 
-``~/forecast`` is ``event_fm_msgs/EventForecast``: no standard message carries a stack of
-multi-bin float frames with a stamp per frame (sensor_msgs/Image is one frame with one stamp and
-at most 4 float channels per named encoding), so the message composes standard types - a Header
-stamped at the input window's end, builtin_interfaces/Time per predicted frame, the frame
-duration - with one flat float32 array and its layout fields (frames x bins x H x W, plus the
-sensor crop the 128x128 grid covers). ``~/forecast_image`` is an rgb8 strip for viewing.
+``~/forecast`` carries one ``sensor_msgs/Image`` per predicted frame, published in time order
+after each input window: encoding ``32FC3`` (the 3 voxel bins of a 20 ms frame as channels,
+oldest bin first; signed event density ON - OFF per grid cell and bin, the prompt's scale
+restored), 128x128 for the shipped model (the grid covers the sensor's centred square,
+``min(width, height)`` on a side), header stamp = the end of that future frame (window end +
+k x 20 ms, k = 1..horizon). ``~/forecast_image`` is an rgb8 strip for viewing, stamped at the
+window's end.
 """
 
 from __future__ import annotations
 
-import array
 from pathlib import Path
 
 import numpy as np
+from sensor_msgs.msg import Image
 
 from event_fm.models.checkpoint import embedded_checkpoint
 from event_fm.nodes.image_msgs import array_to_image
-from event_fm.pipeline.forecast import (
-    ForecastResult,
-    ForecastSettings,
-    LiveForecaster,
-    forecast_strip,
-)
+from event_fm.nodes.output_topics import OutputTopic, image_topic
+from event_fm.pipeline.forecast import ForecastResult, ForecastSettings, LiveForecaster
 
 
 def default_forecast_checkpoint() -> Path:
@@ -41,31 +38,19 @@ def load_live_forecaster(values: dict, device) -> LiveForecaster:
     return LiveForecaster.from_checkpoint(path, settings, device)
 
 
-def _time(ns: int):
-    from builtin_interfaces.msg import Time
-
-    sec, nanosec = divmod(int(ns), 1_000_000_000)
-    return Time(sec=sec, nanosec=nanosec)
-
-
-def forecast_message(result: ForecastResult, frame_id: str):
-    from builtin_interfaces.msg import Duration
-    from event_fm_msgs.msg import EventForecast
-
-    msg = EventForecast()
-    msg.header.stamp = _time(result.stamp_ns)
-    msg.header.frame_id = frame_id
-    msg.stamps = [_time(t) for t in result.stamps_ns]
-    msg.frame_duration = Duration(sec=0, nanosec=int(result.frame_ns))
-    _, msg.bins, msg.height, msg.width = (int(n) for n in result.frames.shape)
-    msg.crop_x, msg.crop_y, msg.crop_size = (int(n) for n in result.crop)
-    msg.data = array.array("f", np.ascontiguousarray(result.frames, np.float32).tobytes())
-    return msg
+def forecast_frames(result: ForecastResult, stamp_ns: int, frame_id: str) -> list[Image]:
+    """One 32FC<bins> image per predicted frame, each stamped at its own future time (the
+    window's stamp is in the result)."""
+    _, bins, _, _ = result.frames.shape
+    if not 1 <= bins <= 4:
+        raise ValueError(f"a forecast frame has {bins} bins; Image float encodings hold 1-4")
+    return [array_to_image(np.ascontiguousarray(frame.transpose(1, 2, 0), np.float32),
+                           f"32FC{bins}", stamp, frame_id)
+            for frame, stamp in zip(result.frames, result.stamps_ns, strict=True)]
 
 
-def publish_forecast(pubs: dict, result: ForecastResult, frame_id: str) -> None:
-    if pubs["forecast"].get_subscription_count():
-        pubs["forecast"].publish(forecast_message(result, frame_id))
-    if pubs["forecast_image"].get_subscription_count():
-        pubs["forecast_image"].publish(array_to_image(forecast_strip(result), "rgb8",
-                                                      result.stamp_ns, frame_id))
+def forecast_topics(horizon: int) -> dict[str, OutputTopic]:
+    """The node's rows for the forecast outputs; the queue holds two windows of frames."""
+    return {"forecast": OutputTopic("forecast", "~/forecast", Image, forecast_frames,
+                                    depth=max(5, 2 * int(horizon))),
+            "forecast_image": image_topic("forecast_image", "rgb8")}

@@ -1,9 +1,10 @@
-"""Running the node graph in one process: what ``event-fm run`` and ``event-fm eval`` share
-with the launch file (same nodes, same YAML)."""
+"""Running lifecycle nodes in one process: each node's ``main``, and the node graph that
+``event-fm run`` and ``event-fm eval`` share with the launch file (same nodes, same YAML)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ def yaml_parameters(path: str | Path | None, node_name: str) -> dict[str, Any]:
     if not path:
         return {}
     data = yaml.safe_load(Path(path).read_text()) or {}
-    for key in (node_name, f"/{node_name}", "/**"):
+    for key in (node_name, f"/{node_name}", f"/**/{node_name}", "/**"):
         if key in data:
             return dict(data[key].get("ros__parameters", {}))
     return {}
@@ -38,45 +39,71 @@ def overrides(values: dict[str, Any], specs: list[ParamSpec]) -> list[Parameter]
     return out
 
 
-def run_graph(perception: dict[str, Any], recorder: dict[str, Any] | None,
-              stop: threading.Event) -> None:
-    """Configure and activate perception_node (and recorder_node when given its parameters) in
-    one executor, spin until ``stop`` is set, then deactivate and destroy them in order.
+class TransitionFailed(RuntimeError):
+    """A node refused a start-up transition; ``exit_code`` is what its ``main`` returns
+    (2: configure, 3: activate). The node's log says why."""
 
-    Raises RuntimeError naming the node whose transition failed (its log says why)."""
+    def __init__(self, node_name: str, step: str, exit_code: int) -> None:
+        super().__init__(f"{node_name}: {step} failed (see log)")
+        self.exit_code = exit_code
+
+
+def run_lifecycle_nodes(factories: Sequence[Callable[[], Any]], stop: threading.Event,
+                        args: list[str] | None = None, autostart: bool = True) -> None:
+    """Start-up and shutdown every node main shares: init rclpy with its signal handlers off
+    (the context must outlive Ctrl-C so deactivation can flush and release; ``stop`` is set by
+    :func:`~event_fm.nodes.ros_types.install_stop_handlers`), create the nodes, configure and
+    activate them in order (unless ``autostart`` is off: lifecycle services drive them), spin
+    one executor until ``stop``, then stop workers, deactivate what was activated and destroy.
+
+    Raises TransitionFailed for the first node that refuses a transition."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.signals import SignalHandlerOptions
 
-    from event_fm.nodes import perception_params, recorder_node
-    from event_fm.nodes.perception_node import PerceptionNode
     from event_fm.nodes.ros_types import spin_until_stopped
 
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     executor = SingleThreadedExecutor()
-    nodes = []
+    nodes, active = [], []
     try:
-        nodes.append(PerceptionNode(parameter_overrides=overrides(perception,
-                                                                  perception_params.PARAMS)))
-        if recorder is not None:
-            nodes.append(recorder_node.RecorderNode(
-                parameter_overrides=overrides(recorder, recorder_node.PARAMS)))
-        for node in nodes:
-            executor.add_node(node)
-            for step in (node.trigger_configure, node.trigger_activate):
+        for factory in factories:
+            nodes.append(factory())
+            executor.add_node(nodes[-1])
+        for node in nodes if autostart else []:
+            for step, code in ((node.trigger_configure, 2), (node.trigger_activate, 3)):
                 if step() != TransitionCallbackReturn.SUCCESS:
-                    raise RuntimeError(f"{node.get_name()}: {step.__name__} failed (see log)")
+                    raise TransitionFailed(node.get_name(), step.__name__, code)
+            active.append(node)
         spin_until_stopped(stop, executor=executor)
     finally:
         for node in nodes:
-            try:
-                if hasattr(node, "stop_worker"):
-                    node.stop_worker()
-                node.trigger_deactivate()
-            except Exception:  # noqa: BLE001 - inactive nodes refuse; fine at shutdown
-                pass
+            if hasattr(node, "stop_worker"):
+                node.stop_worker()  # before anything it publishes with is destroyed
+            if node in active:
+                try:
+                    node.trigger_deactivate()  # flushes open files, releases the device
+                except Exception:  # noqa: BLE001 - shutting down regardless
+                    pass
             node.destroy_node()
         executor.shutdown()
         if rclpy.ok():
             rclpy.shutdown()
+
+
+def run_graph(perception: dict[str, Any], recorder: dict[str, Any] | None,
+              stop: threading.Event) -> None:
+    """perception_node (and recorder_node when given its parameters) in one executor until
+    ``stop`` is set (:func:`run_lifecycle_nodes`).
+
+    Raises RuntimeError naming the node whose transition failed (its log says why)."""
+    from event_fm.nodes import perception_params, recorder_node
+    from event_fm.nodes.perception_node import PerceptionNode
+
+    factories: list[Callable[[], Any]] = [lambda: PerceptionNode(
+        parameter_overrides=overrides(perception, perception_params.PARAMS))]
+    if recorder is not None:
+        factories.append(lambda: recorder_node.RecorderNode(
+            parameter_overrides=overrides(recorder, recorder_node.PARAMS)))
+    run_lifecycle_nodes(factories, stop)

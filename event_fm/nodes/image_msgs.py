@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 from sensor_msgs.msg import Image
 
+from event_fm.common.stamps import set_stamp
+
 #: encoding -> (bytes per pixel); the encodings the nodes accept or publish.
 BYTES_PER_PIXEL = {"mono8": 1, "8UC1": 1, "mono16": 2, "16UC1": 2, "rgb8": 3, "bgr8": 3,
-                   "rgba8": 4, "bgra8": 4, "rgb16": 6, "bgr16": 6, "32FC1": 4}
+                   "rgba8": 4, "bgra8": 4, "rgb16": 6, "bgr16": 6, "32FC1": 4,
+                   "32FC3": 12}
 
 
 def check_image(msg: Image) -> str | None:
@@ -28,7 +31,7 @@ def check_image(msg: Image) -> str | None:
 def array_to_image(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Image:
     array = np.ascontiguousarray(array)
     msg = Image()
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    set_stamp(msg.header.stamp, stamp_ns)
     msg.header.frame_id = frame_id
     msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
     msg.encoding = encoding

@@ -3,8 +3,10 @@
 A lifecycle node and thin glue over :class:`event_fm.pipeline.engine.PerceptionEngine`:
 subscription callbacks only decode and append (they must keep up with tens of Mev/s); a worker
 thread takes the newest due window, runs the model and publishes. Configure validates the
-parameters, activate loads the model and subscribes, deactivate releases the device. Outputs
-without subscribers are not computed.
+parameters, activate loads the model and subscribes, deactivate releases the device. One table
+of :class:`~event_fm.nodes.output_topics.OutputTopic` rows maps engine outputs to topics; it
+creates the publishers, decides what is computed (outputs without subscribers are not) and
+publishes.
 """
 
 from __future__ import annotations
@@ -15,57 +17,29 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TransformStamped
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
+from event_fm.common.rotations import quaternion_xyzw
+from event_fm.common.stamps import set_stamp, stamp_to_ns
 from event_fm.io.decoders import warm_up as warm_up_decoders
-from event_fm.io.legacy import legacy_to_batch
 from event_fm.io.msg_definitions import LEGACY_ARRAY_TYPES
 from event_fm.models.checkpoint import embedded_checkpoint
-from event_fm.nodes.image_msgs import array_to_image, check_image
+from event_fm.nodes.graph import TransitionFailed, run_lifecycle_nodes
+from event_fm.nodes.image_msgs import check_image
+from event_fm.nodes.output_topics import OutputTopic, image_topic, pose_messages
 from event_fm.nodes.parameters import declare, read_and_validate, reject_invalid_updates
-from event_fm.nodes.perception_params import PARAMS
-from event_fm.nodes.ros_types import (
-    install_stop_handlers,
-    message_class,
-    qos_from_name,
-    spin_until_stopped,
-)
-from event_fm.pipeline.engine import (
-    EngineConfig,
-    PerceptionEngine,
-    WindowResult,
-    colorize,
-    resolve_device,
-)
+from event_fm.nodes.perception_params import HEADS, PARAMS
+from event_fm.nodes.ros_types import install_stop_handlers, message_class, qos_from_name
+from event_fm.pipeline.engine import EngineConfig, PerceptionEngine, WindowResult, resolve_device
 
 
 def default_checkpoint() -> Path:
     """The embedded default model: in the source tree, else in the installed share dir."""
     return embedded_checkpoint("default")
-
-
-def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of a rotation matrix (Shepperd's method, numerically safe)."""
-    m = np.asarray(R, dtype=np.float64)
-    tr = np.trace(m)
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        return ((m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s,
-                0.25 * s)
-    i = int(np.argmax(np.diag(m)))
-    j, k = (i + 1) % 3, (i + 2) % 3
-    s = 2.0 * np.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
-    q = np.zeros(4)
-    q[i] = 0.25 * s
-    q[j] = (m[j, i] + m[i, j]) / s
-    q[k] = (m[k, i] + m[i, k]) / s
-    q[3] = (m[k, j] - m[j, k]) / s
-    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
 
 
 class PerceptionNode(LifecycleNode):
@@ -76,7 +50,10 @@ class PerceptionNode(LifecycleNode):
         self.values: dict = {}
         self.engine: PerceptionEngine | None = None
         self._subs: list = []
+        self._topics: dict[str, OutputTopic] = {}  # publisher name -> row
         self._pubs: dict = {}
+        self._diagnostics_pub = None
+        self._enabled: set[str] = set()  # outputs the model has and ``heads`` allows
         self._worker: threading.Thread | None = None
         self._running = threading.Event()
         self._diag_timer = None
@@ -99,25 +76,29 @@ class PerceptionNode(LifecycleNode):
             for e in errors:
                 self.get_logger().error(f"invalid parameter {e}")
             return TransitionCallbackReturn.FAILURE
-        v = self.values
-        pub = self.create_lifecycle_publisher
-        self._pubs = {
-            "depth": pub(Image, "~/depth", 5),
-            "semantic": pub(Image, "~/semantic", 5),
-            "semantic_color": pub(Image, "~/semantic_color", 5),
-            "pose": pub(PoseStamped, "~/pose", 10),
-            "events_image": pub(Image, "~/events_image", 5),
-            "reconstruction": pub(Image, "~/reconstruction", 5),
-            "diagnostics": pub(DiagnosticArray, "/diagnostics", 10),
-        }
-        if v["publish_tf"]:
-            self._pubs["tf"] = pub(TFMessage, "/tf", 100)
-        if "forecast" in v["heads"]:
-            from event_fm_msgs.msg import EventForecast
-
-            self._pubs["forecast"] = pub(EventForecast, "~/forecast", 5)
-            self._pubs["forecast_image"] = pub(Image, "~/forecast_image", 5)
+        self._topics = self._output_topics()
+        self._pubs = {name: self.create_lifecycle_publisher(row.msg_type, row.topic, row.depth)
+                      for name, row in self._topics.items()}
+        self._diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics",
+                                                                10)
         return TransitionCallbackReturn.SUCCESS
+
+    def _output_topics(self) -> dict[str, OutputTopic]:
+        """The one table from engine outputs to topics (publisher name -> row)."""
+        v = self.values
+        table = {name: image_topic(name, encoding) for name, encoding in (
+            ("depth", "32FC1"), ("semantic", "mono8"), ("semantic_color", "rgb8"))}
+        table["pose"] = OutputTopic("pose", "~/pose", PoseStamped, pose_messages, 10)
+        if v["publish_tf"]:
+            table["tf"] = OutputTopic("pose", "/tf", TFMessage, self._tf_messages, 100,
+                                      always=True)
+        table["events_image"] = image_topic("events_image", "rgb8")
+        table["reconstruction"] = image_topic("reconstruction", "rgb8")
+        if "forecast" in v["heads"]:
+            from event_fm.nodes.forecast_output import forecast_topics
+
+            table.update(forecast_topics(v["forecast_horizon"]))
+        return table
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         v = self.values
@@ -141,8 +122,9 @@ class PerceptionNode(LifecycleNode):
         if "forecast" in v["heads"] and not self._load_forecaster():
             self.engine = None
             return TransitionCallbackReturn.FAILURE
+        self._enabled = self._enabled_outputs()
         self.get_logger().info(
-            f"model {checkpoint} on {self.engine.device}; outputs {sorted(self._heads())}")
+            f"model {checkpoint} on {self.engine.device}; outputs {sorted(self._enabled)}")
         warm_up_decoders()  # JIT now, not inside the first packet's callback
         self._subscribe()
         self._running.set()
@@ -152,12 +134,12 @@ class PerceptionNode(LifecycleNode):
         return super().on_activate(state)
 
     def _load_reconstruction(self) -> bool:
-        from event_fm.pipeline.reconstruction import ReconstructionRunner
+        from event_fm.pipeline.reconstruction import ReconstructionOutput, ReconstructionRunner
 
         path = self.values["reconstruction_checkpoint"] or None
         try:
-            self.engine.attach_reconstructor(ReconstructionRunner.from_checkpoint(
-                path, self.engine.device, self.engine.half))
+            self.engine.register(ReconstructionOutput(ReconstructionRunner.from_checkpoint(
+                path, self.engine.device, self.engine.half)))
         except Exception as exc:  # noqa: BLE001 - activation fails with the reason
             self.get_logger().error(f"cannot load reconstruction generator {path or ''}: {exc}")
             return False
@@ -165,9 +147,11 @@ class PerceptionNode(LifecycleNode):
 
     def _load_forecaster(self) -> bool:
         from event_fm.nodes.forecast_output import load_live_forecaster
+        from event_fm.pipeline.forecast import forecast_outputs
 
         try:
-            self.engine.attach_forecaster(load_live_forecaster(self.values, self.engine.device))
+            self.engine.register(*forecast_outputs(load_live_forecaster(self.values,
+                                                                        self.engine.device)))
         except Exception as exc:  # noqa: BLE001 - activation fails with the reason
             self.get_logger().error(f"cannot load forecaster "
                                     f"{self.values['forecast_checkpoint']}: {exc}")
@@ -192,9 +176,10 @@ class PerceptionNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        for publisher in self._pubs.values():
-            self.destroy_lifecycle_publisher(publisher)
-        self._pubs = {}
+        for publisher in [*self._pubs.values(), self._diagnostics_pub]:
+            if publisher is not None:
+                self.destroy_lifecycle_publisher(publisher)
+        self._pubs, self._topics, self._diagnostics_pub = {}, {}, None
         return TransitionCallbackReturn.SUCCESS
 
     def _release_device(self) -> None:
@@ -229,15 +214,10 @@ class PerceptionNode(LifecycleNode):
 
     def _on_legacy(self, msg) -> None:
         try:
-            batch = legacy_to_batch(msg, topic=self.values["event_topic"])
+            self.engine.add_legacy_array(msg)  # counts malformed arrays
         except Exception as exc:  # noqa: BLE001
-            self.engine.ingest.stats.dropped["malformed_message"] += 1
             self.get_logger().warning(f"dropping malformed event array: {exc}",
                                       throttle_duration_sec=5.0)
-            return
-        self.engine.ingest.decoder.width, self.engine.ingest.decoder.height = \
-            batch.width, batch.height
-        self.engine.add_batch(batch)
 
     def _on_image(self, msg: Image) -> None:
         problem = check_image(msg)
@@ -246,8 +226,7 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().warning(f"dropping image: {problem}", throttle_duration_sec=5.0)
             return
         if self.values["window_mode"] == "frame":
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            self.engine.add_frame(stamp)
+            self.engine.add_frame(stamp_to_ns(msg.header.stamp))
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
@@ -255,24 +234,26 @@ class PerceptionNode(LifecycleNode):
             self.engine.set_intrinsics(K)
 
     # -- worker ------------------------------------------------------------------------------
-    def _heads(self) -> set[str]:
-        wanted = set(self.values["heads"])
-        return wanted & (self.engine.available if self.engine else set())
+    def _enabled_outputs(self) -> set[str]:
+        """Available outputs that ``heads`` allows: a head by name; an output that is no head
+        (semantic_color, events_image, forecast_image) when all it derives from is enabled."""
+        wanted, enabled = set(self.values["heads"]), set()
+        available = self.engine.available
+        for name, output in self.engine.outputs.items():  # dependencies come first
+            if name not in available:
+                continue
+            if name in HEADS:
+                allowed = name in wanted
+            else:
+                allowed = all(r in enabled for r in output.requires)
+            if allowed:
+                enabled.add(name)
+        return enabled
 
-    def _subscribed_outputs(self) -> tuple[set[str], bool]:
-        subs = {name: p.get_subscription_count() > 0 for name, p in self._pubs.items()}
-        outputs = set()
-        if subs.get("depth"):
-            outputs.add("depth")
-        if subs.get("semantic") or subs.get("semantic_color"):
-            outputs.add("semantic")
-        if subs.get("pose") or "tf" in self._pubs:
-            outputs.add("pose")
-        if subs.get("reconstruction"):
-            outputs.add("reconstruction")
-        if subs.get("forecast") or subs.get("forecast_image"):
-            outputs.add("forecast")
-        return outputs & self._heads(), bool(subs.get("events_image"))
+    def _wanted_outputs(self) -> set[str]:
+        """Enabled outputs with a subscribed topic (or an ``always`` row)."""
+        return {row.output for name, row in self._topics.items()
+                if row.always or self._pubs[name].get_subscription_count() > 0} & self._enabled
 
     def _work(self) -> None:
         while self._running.is_set():
@@ -284,65 +265,43 @@ class PerceptionNode(LifecycleNode):
                 if spec is None:
                     time.sleep(0.002)
                     continue
-                outputs, want_image = self._subscribed_outputs()
-                result = engine.process(spec, outputs, events_image=want_image)
+                result = engine.process(spec, self._wanted_outputs())
                 t0 = time.perf_counter()
                 self._publish(result)
-                engine.latency_sum["publish"] += time.perf_counter() - t0
+                engine.add_latency("publish", time.perf_counter() - t0)
             except Exception as exc:  # noqa: BLE001 - keep running through bad windows
                 if engine is not None:
-                    engine.counters["window_errors"] += 1
+                    engine.count("window_errors")
                 self.get_logger().error(f"window failed: {exc}", throttle_duration_sec=5.0)
 
     def _publish(self, r: WindowResult) -> None:
         frame = self._frame_id or self.values["frame_id"] or "event_camera"
-        stamp = r.stamp_ns
-        if r.depth is not None:
-            self._pubs["depth"].publish(array_to_image(r.depth, "32FC1", stamp, frame))
-        if r.semantic is not None:
-            self._pubs["semantic"].publish(array_to_image(r.semantic, "mono8", stamp, frame))
-            if self._pubs["semantic_color"].get_subscription_count():
-                self._pubs["semantic_color"].publish(
-                    array_to_image(colorize(r.semantic), "rgb8", stamp, frame))
-        if r.events_image is not None:
-            self._pubs["events_image"].publish(array_to_image(r.events_image, "rgb8", stamp,
-                                                              frame))
-        if r.reconstruction is not None:
-            self._pubs["reconstruction"].publish(array_to_image(r.reconstruction, "rgb8", stamp,
-                                                                frame))
-        if r.pose is not None and r.pose.ok:
-            self._publish_pose(r, frame)
-        if r.forecast is not None:
-            from event_fm.nodes.forecast_output import publish_forecast
-
-            publish_forecast(self._pubs, r.forecast, frame)
+        for name, row in self._topics.items():
+            value = r.get(row.output)
+            if value is None:
+                continue
+            publisher = self._pubs[name]
+            if row.always or publisher.get_subscription_count() > 0:
+                for msg in row.convert(value, r.stamp_ns, frame):
+                    publisher.publish(msg)
         self.published += 1
 
-    def _publish_pose(self, r: WindowResult, frame: str) -> None:
-        msg = PoseStamped()
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(r.stamp_ns, 1_000_000_000)
-        msg.header.frame_id = frame
-        t = r.pose.t.reshape(3)
-        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in t)
-        q = rotation_to_quaternion(r.pose.R)
-        o = msg.pose.orientation
-        o.x, o.y, o.z, o.w = q
-        self._pubs["pose"].publish(msg)
-        if "tf" in self._pubs:
-            T_c1_c0 = np.eye(4)
-            T_c1_c0[:3, :3], T_c1_c0[:3, 3] = r.pose.R, t
-            self._T_world_cam = self._T_world_cam @ np.linalg.inv(T_c1_c0)
-            tf = TransformStamped()
-            tf.header = msg.header
-            tf.header.frame_id = self.values["odom_frame"]
-            tf.child_frame_id = frame
-            tr = self._T_world_cam[:3, 3]
-            tf.transform.translation.x, tf.transform.translation.y, \
-                tf.transform.translation.z = (float(v) for v in tr)
-            qx, qy, qz, qw = rotation_to_quaternion(self._T_world_cam[:3, :3])
-            rot = tf.transform.rotation
-            rot.x, rot.y, rot.z, rot.w = qx, qy, qz, qw
-            self._pubs["tf"].publish(TFMessage(transforms=[tf]))
+    def _tf_messages(self, pose, stamp_ns: int, frame: str) -> list[TFMessage]:
+        """/tf: the chain of relative poses, odom_frame -> camera frame."""
+        if pose is None or not pose.ok:
+            return []
+        T_c1_c0 = np.eye(4)
+        T_c1_c0[:3, :3], T_c1_c0[:3, 3] = pose.R, pose.t.reshape(3)
+        self._T_world_cam = self._T_world_cam @ np.linalg.inv(T_c1_c0)
+        tf = TransformStamped()
+        set_stamp(tf.header.stamp, stamp_ns)
+        tf.header.frame_id = self.values["odom_frame"]
+        tf.child_frame_id = frame
+        tr = tf.transform.translation
+        tr.x, tr.y, tr.z = (float(v) for v in self._T_world_cam[:3, 3])
+        rot = tf.transform.rotation
+        rot.x, rot.y, rot.z, rot.w = (float(v) for v in quaternion_xyzw(self._T_world_cam[:3, :3]))
+        return [TFMessage(transforms=[tf])]
 
     def _publish_diagnostics(self) -> None:
         engine = self.engine
@@ -369,37 +328,21 @@ class PerceptionNode(LifecycleNode):
         status.values = [KeyValue(key=k, value=str(v)) for k, v in sorted(flat.items())]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
-        self._pubs["diagnostics"].publish(array)
+        self._diagnostics_pub.publish(array)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
-
+    """ros2 run entry point; ``--no-autostart`` leaves the node unconfigured (lifecycle
+    services drive it). Exit 2: configure failed, 3: activate failed."""
     stop = install_stop_handlers()
     args = list(sys.argv if argv is None else argv)
     autostart = "--no-autostart" not in args
     args = [a for a in args if a != "--no-autostart"]
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    node = PerceptionNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    code = 0
     try:
-        if autostart:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                code = 2
-            elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                code = 3
-        if code == 0:
-            spin_until_stopped(stop, executor=executor)
-    finally:
-        node.stop_worker()  # before anything it publishes with is destroyed
-        executor.shutdown()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return code
+        run_lifecycle_nodes([PerceptionNode], stop, args=args, autostart=autostart)
+    except TransitionFailed as exc:
+        return exc.exit_code
+    return 0
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 
-import rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -27,12 +26,7 @@ from event_fm.nodes.parameters import (
     read_and_validate,
     reject_invalid_updates,
 )
-from event_fm.nodes.ros_types import (
-    install_stop_handlers,
-    message_class,
-    qos_from_name,
-    spin_until_stopped,
-)
+from event_fm.nodes.ros_types import install_stop_handlers, message_class, qos_from_name
 
 PARAMS = [
     ParamSpec("output_dir", "recordings/live", "directory of the shard dataset to append to"),
@@ -142,27 +136,15 @@ class RecorderNode(LifecycleNode):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rclpy.signals import SignalHandlerOptions
+    """ros2 run entry point. Exit 2: configure failed, 3: activate failed."""
+    from event_fm.nodes.graph import TransitionFailed, run_lifecycle_nodes
 
     stop = install_stop_handlers()
-    # rclpy's own handlers off: the context must outlive Ctrl-C so the open shard is flushed
-    rclpy.init(args=argv if argv is not None else sys.argv,
-               signal_handler_options=SignalHandlerOptions.NO)
-    node = RecorderNode()
-    code = 0
-    try:
-        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-            code = 2
-        elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-            code = 3
-        else:
-            spin_until_stopped(stop, node=node)
-            node.trigger_deactivate()  # flushes the open shard
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return code
+    try:  # deactivation at shutdown flushes the open shard
+        run_lifecycle_nodes([RecorderNode], stop, args=argv if argv is not None else sys.argv)
+    except TransitionFailed as exc:
+        return exc.exit_code
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""The perception engine: decoded packets in, per-window depth / semantics / pose out.
+"""The perception engine: decoded packets in, per-window outputs (depth, semantics, pose, ...) out.
 
 Callbacks only call :meth:`PerceptionEngine.add_packet` (decode + append); a worker calls
-:meth:`next_window` and :meth:`process`. Windows are cut in sensor time and stamped in ROS time
-through the clock estimate; when the worker falls behind, only the newest due window runs and the
-others are dropped and counted. Testable without ROS: messages are any objects with the
-EventPacket fields (rclpy or rosbags).
+:meth:`next_window` and :meth:`process`. What a window yields is a registry of
+:class:`~event_fm.pipeline.outputs.Output` objects: the standard ones are always registered,
+runners with their own checkpoints (reconstruction, forecast) are registered by the caller.
+Windows are cut in sensor time and stamped in ROS time through the clock estimate; when the
+worker falls behind, only the newest due window runs and the others are dropped and counted.
+Testable without ROS: messages are any objects with the EventPacket fields (rclpy or rosbags).
 """
 
 from __future__ import annotations
@@ -12,35 +14,23 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from event_fm.common.devices import resolve_device
-from event_fm.models import MemoryHold, estimate_relative_pose, find_matches, load_model
-from event_fm.models.pose import RelativePose
+from event_fm.io.legacy import legacy_to_batch
+from event_fm.models import MemoryHold, load_model
 from event_fm.pipeline.buffer import EventBuffer
 from event_fm.pipeline.clock import ClockOffsetEstimator
 from event_fm.pipeline.ingest import StreamIngest
+from event_fm.pipeline.outputs import Output, Window, standard_outputs
 from event_fm.pipeline.scheduler import WindowScheduler, WindowSpec
-from event_fm.representations import event_frame, voxel_grid
-
-#: Engine outputs and the model heads they need.
-OUTPUT_HEADS = {"depth": "depth", "semantic": "segmentation", "pose": "matching"}
-
-# DSEC-Semantic palette (display colors per class id), 255 = ignore in black.
-PALETTE = np.array([[0, 0, 0], [70, 70, 70], [190, 153, 153], [220, 20, 60], [153, 153, 153],
-                    [128, 64, 128], [244, 35, 232], [107, 142, 35], [0, 0, 142],
-                    [102, 102, 156], [220, 220, 0]], dtype=np.uint8)
-
-
-def colorize(labels: np.ndarray) -> np.ndarray:
-    palette = np.zeros((256, 3), np.uint8)
-    palette[:len(PALETTE)] = PALETTE
-    return palette[labels]
+from event_fm.representations import voxel_grid
 
 
 @dataclass
@@ -64,15 +54,13 @@ class WindowResult:
     num_events: int
     width: int
     height: int
-    depth: np.ndarray | None = None  # (H, W) float32 metres
-    semantic: np.ndarray | None = None  # (H, W) uint8 class ids
-    pose: RelativePose | None = None  # motion from the previous processed window to this one
-    pose_matches: int = 0
-    events_image: np.ndarray | None = None  # (H, W, 3) uint8
-    reconstruction: np.ndarray | None = None  # (H, W, 3) uint8 image from events (LLM-EvRep)
-    forecast: object | None = None  # event_fm.pipeline.forecast.ForecastResult (E-Motion)
+    values: dict[str, Any] = field(default_factory=dict)  # output name -> value (see outputs)
     held: bool = False  # outputs repeated from the last window with events (memory hold)
     latency_s: dict[str, float] = field(default_factory=dict)
+
+    def get(self, name: str) -> Any:
+        """The value of output ``name``, None when it was not computed."""
+        return self.values.get(name)
 
 
 class PerceptionEngine:
@@ -84,9 +72,8 @@ class PerceptionEngine:
         if self.half:
             self.model.half()
         self.num_bins = int(model.config.num_bins)
-        self.available = {out for out, head in OUTPUT_HEADS.items() if head in model.heads}
-        self.reconstructor = None  # event_fm.pipeline.reconstruction.ReconstructionRunner
-        self.forecaster = None  # event_fm.pipeline.forecast.LiveForecaster
+        self.outputs: dict[str, Output] = {}  # registration order: dependencies first
+        self.register(*standard_outputs())
         self.buffer = EventBuffer(cfg.buffer_max_events,
                                   max_age_ns=int(max(cfg.max_window_age_ms, cfg.window_ms) * 4e6))
         self.clock = ClockOffsetEstimator()
@@ -96,8 +83,6 @@ class PerceptionEngine:
         self.ingest.on_reset = self.scheduler.reset
         self.hold = MemoryHold(cfg.memory_hold_min_events) if cfg.memory_hold else None
         self.K: np.ndarray | None = None  # intrinsics at sensor resolution
-        self.K_assumed = False
-        self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
         self._lock = threading.Lock()
         self.counters: Counter = Counter()
         self.latency_sum: Counter = Counter()
@@ -120,28 +105,57 @@ class PerceptionEngine:
         with self._lock:
             self.ingest.add_batch(batch)
 
+    def add_legacy_array(self, msg) -> int:
+        """Buffer one per-event array message (dvs/prophesee/event_array_msgs); its geometry
+        becomes the sensor size. A malformed one is counted like a malformed packet and
+        re-raised, so the caller can say why."""
+        try:
+            batch = legacy_to_batch(msg, topic=self.ingest.topic)
+        except Exception:
+            with self._lock:
+                self.ingest.stats.dropped["malformed_message"] += 1
+            raise
+        with self._lock:
+            self.ingest.decoder.width, self.ingest.decoder.height = batch.width, batch.height
+            self.ingest.add_batch(batch)
+        return len(batch)
+
     def add_frame(self, stamp_ns: int) -> None:
         with self._lock:
             self.scheduler.add_frame(stamp_ns)
 
     def set_intrinsics(self, K: np.ndarray) -> None:
         self.K = np.asarray(K, dtype=np.float64).reshape(3, 3)
-        self.K_assumed = False
 
     @property
     def sensor_size(self) -> tuple[int, int]:
         return self.ingest.decoder.width, self.ingest.decoder.height
 
-    def attach_reconstructor(self, runner) -> None:
-        """Enable the 'reconstruction' output (a callable: events, H, W, t0, t1 -> image)."""
-        self.reconstructor = runner
-        self.available.add("reconstruction")
+    # -- outputs -----------------------------------------------------------------------------
+    def register(self, *outputs: Output) -> None:
+        """Add outputs (after those they require); a name registered again is replaced."""
+        for output in outputs:
+            missing = [r for r in output.requires if r not in self.outputs]
+            if missing:
+                raise ValueError(f"output {output.name!r} requires {missing}: register them first")
+            self.outputs[output.name] = output
 
-    def attach_forecaster(self, forecaster) -> None:
-        """Enable the 'forecast' output; the forecaster sees every window's events (it keeps
-        its own history: the buffer forgets events before each window's start)."""
-        self.forecaster = forecaster
-        self.available.add("forecast")
+    @property
+    def available(self) -> set[str]:
+        """Outputs this model can compute: their heads exist and what they require is available."""
+        heads = set(self.model.heads)
+        ok: set[str] = set()
+        for name, output in self.outputs.items():
+            if set(output.heads) <= heads and all(r in ok for r in output.requires):
+                ok.add(name)
+        return ok
+
+    def _with_requirements(self, wanted: set[str]) -> set[str]:
+        out = set(wanted)
+        for name in reversed(list(self.outputs)):  # dependents come after what they require
+            if name in out:
+                out.update(self.outputs[name].requires)
+        return out
 
     # -- scheduling (worker side) --------------------------------------------------------------
     def next_window(self) -> WindowSpec | None:
@@ -169,93 +183,62 @@ class PerceptionEngine:
         return events, t_start
 
     # -- inference --------------------------------------------------------------------------
-    def process(self, spec: WindowSpec, outputs: set[str] | None = None,
-                events_image: bool = True) -> WindowResult:
-        """Run the model on one window; ``outputs``: which of depth/semantic/pose to compute."""
-        wanted = (self.available if outputs is None else set(outputs)) & self.available
-        timings: dict[str, float] = {}
+    def process(self, spec: WindowSpec, outputs: Iterable[str] | None = None) -> WindowResult:
+        """Compute the ``outputs`` (default: all available) and what they require for one
+        window; the model runs once, for the union of their heads. Every output observes the
+        window, computed or not."""
+        available = self.available
+        wanted = self._with_requirements(available if outputs is None
+                                         else set(outputs) & available)
+        timings: Counter = Counter()
         t0 = time.perf_counter()
         events, t_start = self.window_events(spec)
         width, height = self.sensor_size
         if not (width and height):
             width = int(events["x"].max()) + 1 if len(events) else 1
             height = int(events["y"].max()) + 1 if len(events) else 1
-        result = WindowResult(spec, spec.stamp_ns, len(events), width, height)
-        if self.forecaster is not None:
-            self.forecaster.observe(events, spec.t_end)
-            if "forecast" in wanted:
-                t4 = time.perf_counter()
-                result.forecast = self.forecaster.predict(spec.t_end, width, height,
-                                                          spec.stamp_ns)
-                timings["forecast"] = time.perf_counter() - t4
-                self.counters["forecasts_computed"] += 1
-        voxels = voxel_grid(events, self.num_bins, height, width, t_start, spec.t_end,
-                            device=self.device)
-        if events_image:
-            result.events_image = event_frame(events, height, width, t_start, spec.t_end,
-                                              device=self.device).cpu().numpy()
-        timings["voxelize"] = time.perf_counter() - t0
-        if "reconstruction" in wanted:
-            t3 = time.perf_counter()
-            result.reconstruction = self.reconstructor(events, height, width, t_start,
-                                                       spec.t_end)
-            timings["reconstruct"] = time.perf_counter() - t3
-        if wanted & OUTPUT_HEADS.keys():
+        window = Window(spec, events, t_start, width, height, self.device, self.K,
+                        counters=self.counters)
+        held = False
+        for output in self.outputs.values():
+            output.observe(window)
+        heads = sorted({h for name in wanted for h in self.outputs[name].heads})
+        if heads:
             t1 = time.perf_counter()
-            heads = sorted({OUTPUT_HEADS[o] for o in wanted if o in OUTPUT_HEADS})
+            voxels = voxel_grid(events, self.num_bins, height, width, t_start, spec.t_end,
+                                device=self.device)
+            timings["voxelize"] += time.perf_counter() - t1
+            t1 = time.perf_counter()
             with torch.inference_mode():
                 x = voxels[None].half() if self.half else voxels[None]
-                out = self.model.forward_events_tiled(x, heads=heads)
+                window.heads = self.model.forward_events_tiled(x, heads=heads)
                 if self.hold is not None:
-                    out = self.hold(out, len(events))
-                    result.held = bool(self.hold.held.any())
-            timings["infer"] = time.perf_counter() - t1
-            t2 = time.perf_counter()
-            self._postprocess(out, wanted, result, (height, width))
-            timings["postprocess"] = time.perf_counter() - t2
+                    window.heads = self.hold(window.heads, len(events))
+                    held = bool(self.hold.held.any())
+            timings["infer"] += time.perf_counter() - t1
+        for name, output in self.outputs.items():
+            if name in wanted:
+                t1 = time.perf_counter()
+                window.values[name] = output.compute(window)
+                timings[output.stage or name] += time.perf_counter() - t1
         timings["total"] = time.perf_counter() - t0
-        result.latency_s = timings
         self.counters["windows_processed"] += 1
-        self.counters["windows_held"] += int(result.held)
+        self.counters["windows_held"] += int(held)
         self.latency_sum.update(timings)
-        return result
-
-    def _postprocess(self, out: dict, wanted: set[str], result: WindowResult,
-                     size: tuple[int, int]) -> None:
-        if "depth" in wanted:
-            depth = out["depth"].float()
-            if tuple(depth.shape[-2:]) != size:
-                depth = F.interpolate(depth, size=size, mode="bilinear", align_corners=False)
-            result.depth = depth[0, 0].cpu().numpy().astype(np.float32)
-        if "semantic" in wanted:
-            logits = out["semantic_logits"].float()
-            if tuple(logits.shape[-2:]) != size:
-                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-            result.semantic = logits[0].argmax(0).to(torch.uint8).cpu().numpy()
-        if "pose" in wanted:
-            desc, conf = out["descriptors"][0].float(), out["confidence"][0].float()
-            result.pose, result.pose_matches = self._relative_pose(desc, conf, size)
-            self._previous = (desc, conf)
-
-    def _relative_pose(self, desc: torch.Tensor, conf: torch.Tensor,
-                       size: tuple[int, int]) -> tuple[RelativePose | None, int]:
-        if self._previous is None:
-            return None, 0
-        stride = size[0] / desc.shape[-2]
-        k0, k1, _ = find_matches(self._previous[0], self._previous[1], desc, conf,
-                                 stride=int(round(stride)), max_keypoints=1024, nms_radius=0)
-        if self.K is None:
-            h, w = size
-            f = float(max(h, w))
-            self.K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
-            self.K_assumed = True
-        pose = estimate_relative_pose(k0.cpu().numpy(), k1.cpu().numpy(), self.K, self.K,
-                                      threshold_px=max(1.0, stride / 4))
-        self.counters["pose_ok" if pose.ok else "pose_failed"] += 1
-        return pose, int(len(k0))
+        return WindowResult(spec, spec.stamp_ns, len(events), width, height, window.values,
+                            held, dict(timings))
 
     # -- reporting -----------------------------------------------------------------------
+    def count(self, key: str, n: int = 1) -> None:
+        """Add to a diagnostics counter (e.g. the caller's ``window_errors``)."""
+        self.counters[key] += n
+
+    def add_latency(self, stage: str, seconds: float) -> None:
+        """Add time spent outside :meth:`process` (e.g. publishing) to the latency means."""
+        self.latency_sum[stage] += seconds
+
     def diagnostics(self) -> dict:
+        """Counters of ingest, buffer, clock, scheduler, outputs and mean latencies per stage."""
         stats = self.ingest.stats
         processed = max(1, self.counters["windows_processed"])
         return {
@@ -267,7 +250,8 @@ class PerceptionEngine:
             "buffer_out_of_order": self.buffer.out_of_order,
             "clock_offset_ns": self.clock.offset_ns, "clock_drift_ppm": self.clock.drift_ppm,
             "clock_resets": self.clock.resets, "frames_dropped": self.scheduler.frames_dropped,
-            "intrinsics_assumed": self.K_assumed,
+            **{k: v for output in self.outputs.values()
+               for k, v in output.diagnostics().items()},
             **dict(self.counters),
             **{f"latency_{k}_ms": 1e3 * v / processed for k, v in self.latency_sum.items()},
         }

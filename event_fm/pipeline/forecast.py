@@ -25,6 +25,7 @@ from event_fm.models.forecast import (
     normalize_by_prompt,
     sample_forecast,
 )
+from event_fm.pipeline.outputs import Output, Window
 
 
 class EventHistory:
@@ -168,3 +169,35 @@ def forecast_strip(result: ForecastResult, gap: int = 2) -> np.ndarray:
     for i, tile in enumerate(tiles):
         parts.extend([tile, spacer] if i < len(tiles) - 1 else [tile])
     return np.ascontiguousarray(np.concatenate(parts, axis=1))
+
+
+class ForecastOutput(Output):
+    """'forecast': a ForecastResult after each window. Observes every window (wanted or not):
+    the engine's buffer forgets events before each window's start, the history must not."""
+
+    name = stage = "forecast"
+
+    def __init__(self, forecaster: LiveForecaster) -> None:
+        self.forecaster = forecaster
+
+    def observe(self, window: Window) -> None:
+        self.forecaster.observe(window.events, window.t_end)
+
+    def compute(self, window: Window) -> ForecastResult:
+        window.counters["forecasts_computed"] += 1
+        return self.forecaster.predict(window.t_end, window.width, window.height,
+                                       window.stamp_ns)
+
+
+class ForecastImageOutput(Output):
+    """'forecast_image': the forecast as an rgb strip (:func:`forecast_strip`) for viewing."""
+
+    name, requires, stage = "forecast_image", ("forecast",), "forecast"
+
+    def compute(self, window: Window) -> np.ndarray:
+        return forecast_strip(window.values["forecast"])
+
+
+def forecast_outputs(forecaster: LiveForecaster) -> list[Output]:
+    """What ``engine.register`` needs for the forecast topics, in dependency order."""
+    return [ForecastOutput(forecaster), ForecastImageOutput()]

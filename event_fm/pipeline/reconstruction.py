@@ -13,6 +13,7 @@ import torch
 
 from event_fm.models.checkpoint import embedded_checkpoint
 from event_fm.models.reconstruction import ReconstructionUNet, load_generator
+from event_fm.pipeline.outputs import Output, Window
 from event_fm.representations import tencode
 
 
@@ -51,3 +52,16 @@ class ReconstructionRunner:
             image = self.generator(x.half() if self.half else x)
         return (image[0].float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0) \
             .cpu().numpy()
+
+
+class ReconstructionOutput(Output):
+    """'reconstruction': (H, W, 3) uint8 image from the window's events (LLM-EvRep)."""
+
+    name, stage = "reconstruction", "reconstruct"
+
+    def __init__(self, runner: ReconstructionRunner) -> None:
+        self.runner = runner
+
+    def compute(self, window: Window) -> np.ndarray:
+        return self.runner(window.events, window.height, window.width, window.t_start,
+                           window.t_end)

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from event_fm.common.rotations import quaternion_xyzw
 from event_fm.io.convert import packetize
 from event_fm.io.events import EventBatch, empty_events
 from event_fm.io.rosbag import BagWriter
-from event_fm.sim.camera import quaternion_xyzw
 
 TOPICS = {
     "events": "/event_camera/events",

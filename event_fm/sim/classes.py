@@ -27,9 +27,10 @@ DYNAMIC_CLASSES = frozenset({PERSON, CAR})
 
 
 def colorize(labels):
-    """Label image (H, W) -> RGB uint8 (H, W, 3) for viewing; 255 shows as white."""
+    """Label image (H, W) -> RGB uint8 (H, W, 3) for viewing; ids without a class (255 =
+    ignore) show as black. The one palette of the project: node outputs, plots, sim previews."""
     import numpy as np
 
-    palette = np.full((256, 3), 255, dtype=np.uint8)
+    palette = np.zeros((256, 3), dtype=np.uint8)
     palette[:NUM_CLASSES] = np.asarray(CLASS_COLORS, dtype=np.uint8)
     return palette[np.asarray(labels, dtype=np.uint8)]

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from event_fm.common.stamps import stamp_to_ns
 from event_fm.io.events import EventBatch, empty_events, empty_triggers
 
 #: Skip reasons, in the order the numba kernels fill their counter arrays.
@@ -113,7 +114,7 @@ class Decoder(ABC):
         return self.decode(
             msg.events,
             int(msg.time_base),
-            stamp_ns=int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec),
+            stamp_ns=stamp_to_ns(stamp),
             seq=int(getattr(msg, "seq", 0)),
             topic=topic,
         )
