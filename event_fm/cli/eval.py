@@ -55,7 +55,56 @@ def summary_lines(report: dict) -> list[str]:
     return lines
 
 
+def writable_dir(path: str | Path) -> str | None:
+    """Create ``path`` and prove a file can be written there; why not, or None."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".event_fm_write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return f"cannot write the report to {out}: {exc.strerror or exc}"
+    return None
+
+
+def bag_event_problem(bag: str | Path) -> str | None:
+    """Why the bag cannot be evaluated (no event topic, no packet with events), or None.
+
+    Checked before any node starts: otherwise the run ends with a report of nothing.
+    """
+    from event_fm.io.msg_definitions import EVENT_TYPES
+    from event_fm.io.rosbag import BagReader
+
+    with BagReader(bag) as reader:
+        topics = [t for t, s in reader.topics.items() if s.msgtype in EVENT_TYPES]
+        if not topics:
+            listed = ", ".join(f"{t} [{s.msgtype}]" for t, s in sorted(reader.topics.items()))
+            return f"{bag}: no event topic (topics: {listed or 'none'})"
+        count = 0
+        for message in reader.messages([topics[0]]):
+            count += 1
+            if len(getattr(reader.deserialize(message), "events", ())):
+                return None
+    if count == 0:
+        return f"{bag}: {topics[0]} holds no messages"
+    return f"{bag}: none of the {count} packets on {topics[0]} holds any events"
+
+
 def run(args: argparse.Namespace) -> int:
+    # arguments and inputs first, before the heavy imports and before any node starts
+    for flag, value in (("--window-ms", args.window_ms), ("--rate", args.rate)):
+        if not value > 0:  # also refuses nan
+            print(f"event-fm eval: {flag} must be positive, got {value:g}", file=sys.stderr)
+            return 2
+    if not Path(args.bag).exists():
+        print(f"event-fm eval: no such bag: {args.bag}", file=sys.stderr)
+        return 1
+    problem = writable_dir(args.out) or bag_event_problem(args.bag)
+    if problem:
+        print(f"event-fm eval: {problem}", file=sys.stderr)
+        return 2
+
     from event_fm.nodes.evaluation import evaluate_bag
     from event_fm.nodes.perception_node import default_checkpoint
 
@@ -63,14 +112,15 @@ def run(args: argparse.Namespace) -> int:
     if not checkpoint.exists():
         print(f"event-fm eval: checkpoint not found: {checkpoint}", file=sys.stderr)
         return 1
-    if not Path(args.bag).exists():
-        print(f"event-fm eval: no such bag: {args.bag}", file=sys.stderr)
-        return 1
     try:
         report = evaluate_bag(args.bag, checkpoint, args.out, args.rate, args.device,
                               args.window_ms, checkpoint_note(checkpoint))
     except (RuntimeError, ValueError) as exc:
         print(f"event-fm eval: {exc}", file=sys.stderr)
+        return 1
+    if "windows_processed" not in report.get("diagnostics", {}):
+        print("event-fm eval: the perception node processed no window (no diagnostics came "
+              "back); no report", file=sys.stderr)
         return 1
     print("\n".join(summary_lines(report)))
     print(f"report: {Path(args.out) / 'report.md'} (mosaic.png, latency.png, report.json)")

@@ -19,6 +19,29 @@ def _fmt_rate(rate: float) -> str:
     return f"{rate:.0f} ev/s"
 
 
+def _join_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+
+
+def skipped_lines(stream: dict) -> list[str]:
+    """Skipped words in three kinds, so that words no decoder turns into events (by design)
+    and the usual start-of-stream words do not read like data loss."""
+    from event_fm.io.stats import split_skipped
+
+    if not stream.get("dropped"):
+        return []
+    by_design, at_start, malformed = split_skipped(stream["dropped"])
+    lines = []
+    if by_design:
+        lines.append(f"  not events    {sum(by_design.values())} words, skipped by design "
+                     "(OTHERS/CONTINUED/padding, markers)")
+    if at_start:
+        lines.append(f"  before sync   {sum(at_start.values())} words before the first "
+                     "time word: normal at the start of a stream")
+    lines.append(f"  malformed     {_join_counts(malformed) if malformed else 'none'}")
+    return lines
+
+
 def format_report(report: dict) -> str:
     lines = [f"recording: {report['path']}"]
     for s in report["event_topics"]:
@@ -38,9 +61,7 @@ def format_report(report: dict) -> str:
             f"  seq gaps      {s['seq_gaps']} missing, {s['seq_backwards']} backwards",
             f"  time order    {s['time_backwards']} events earlier than their predecessor",
         ]
-        if s["dropped"]:
-            dropped = ", ".join(f"{k} {v}" for k, v in sorted(s["dropped"].items()))
-            lines.append(f"  skipped       {dropped}")
+        lines += skipped_lines(s)
     for s in report["image_topics"]:
         lines.append(f"images  {s['topic']}  [{s['type']}]  {s['messages']} msgs, "
                      f"{s['rate_hz']:.2f} Hz")

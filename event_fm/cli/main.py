@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from event_fm import __version__
@@ -39,14 +40,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _input_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean a bad input or config (one line, exit 2), not a bug."""
+    import yaml
+
+    from event_fm.common.strict_config import ConfigError
+    from event_fm.io.errors import UnreadableInputError
+
+    return (UnreadableInputError, ConfigError, ValueError, OSError, yaml.YAMLError)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, KeyError) and text.startswith(("'", '"')):
+        text = text[1:-1]
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command; every failure ends as one stderr line and a non-zero exit."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    return int(importlib.import_module(args._module).run(args) or 0)
+    prog = f"event-fm {args.command}"
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+        if os.environ.get("EVENT_FM_DEBUG"):
+            raise
+        if isinstance(exc, _input_errors()):
+            print(f"{prog}: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        print(f"{prog}: {type(exc).__name__}: {_one_line(exc)} "
+              "(set EVENT_FM_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _entry() -> None:
+    try:
+        code = main()
+    except KeyboardInterrupt:  # during argument parsing or imports
+        code = 130
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _entry()

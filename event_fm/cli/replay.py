@@ -30,6 +30,26 @@ def _parse_remap(items: list[str]) -> dict[str, str]:
     return remap
 
 
+def topics_problem(bag: str, topics: list[str] | None, remap: dict[str, str]) -> str | None:
+    """A --topics or --remap name the bag does not have (checked before DDS starts), or None.
+
+    Without it a typo replays nothing and reports success.
+    """
+    from event_fm.io.rosbag import BagReader
+
+    with BagReader(bag) as reader:
+        have = sorted(reader.topics)
+    if not have:
+        return f"{bag}: the bag has no topics"
+    named = [("--topics", t) for t in topics or []] + [("--remap", t) for t in remap]
+    missing = [(flag, t) for flag, t in named if t not in have]
+    if missing:
+        flag = missing[0][0]
+        names = ", ".join(t for f, t in missing if f == flag)
+        return f"{flag} {names}: not in {bag} (its topics: {', '.join(have)})"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     if args.rate <= 0:
         print("event-fm replay: --rate must be positive", file=sys.stderr)
@@ -38,6 +58,14 @@ def run(args: argparse.Namespace) -> int:
         remap = _parse_remap(args.remap)
     except ValueError as exc:
         print(f"event-fm replay: {exc}", file=sys.stderr)
+        return 2
+    try:
+        problem = topics_problem(args.bag, args.topics, remap)
+    except FileNotFoundError as exc:
+        print(f"event-fm replay: {exc}", file=sys.stderr)
+        return 1
+    if problem:
+        print(f"event-fm replay: {problem}", file=sys.stderr)
         return 2
     from event_fm.nodes.replay import replay_bag
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 DEFAULT_PARAMS = Path(__file__).resolve().parents[2] / "config" / "perception.yaml"
 
@@ -18,18 +19,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-topic", default=None)
 
 
+def params_problem(values: dict[str, Any], specs: list, node: str) -> str | None:
+    """The first parameter the node would refuse at configure time, named with its range."""
+    by_name = {spec.name: spec for spec in specs}
+    for name, value in values.items():
+        spec = by_name.get(name)
+        if spec is None:
+            return f"{node}: unknown parameter {name!r}"
+        numeric = isinstance(spec.default, int | float) and not isinstance(spec.default, bool)
+        if numeric and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"{node}.{name}: {value!r} is not a number"
+        problem = spec.check(value)
+        if problem:
+            bounds = (f" (valid range {spec.min:g} .. {spec.max:g})"
+                      if spec.min is not None and spec.max is not None else "")
+            return f"{node}.{problem}{bounds}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from event_fm.nodes.ros_types import install_stop_handlers
 
     # first, so a Ctrl-C during the heavy imports below is not swallowed by them
     stop = install_stop_handlers()
+    import yaml
+
     from event_fm.nodes.graph import run_graph, yaml_parameters
+    from event_fm.nodes.perception_params import PARAMS as PERCEPTION_PARAMS
+    from event_fm.nodes.recorder_node import PARAMS as RECORDER_PARAMS
 
     try:
         perception = yaml_parameters(args.params, "event_fm_perception")
         recorder = yaml_parameters(args.params, "event_fm_recorder")
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        print(f"event-fm run: {args.params}:{where} not valid YAML "
+              f"({getattr(exc, 'problem', None) or exc})", file=sys.stderr)
+        return 2
+    except (AttributeError, TypeError):
+        print(f"event-fm run: {args.params}: not a ROS 2 parameter file (expected "
+              "NODE: {ros__parameters: {...}})", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as exc:
         print(f"event-fm run: cannot read {args.params}: {exc}", file=sys.stderr)
+        return 2
+    problem = (params_problem(perception, PERCEPTION_PARAMS, "event_fm_perception")
+               or (params_problem(recorder, RECORDER_PARAMS, "event_fm_recorder")
+                   if args.record else None))
+    if problem:
+        print(f"event-fm run: {args.params}: {problem}", file=sys.stderr)
         return 2
     for key, value in (("checkpoint", args.checkpoint), ("device", args.device),
                        ("event_topic", args.event_topic), ("image_topic", args.image_topic)):

@@ -35,6 +35,7 @@ from rosbags.rosbag2.errors import ReaderError
 from rosbags.rosbag2.metadata import parse_qos
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
+from event_fm.io.errors import UnreadableInputError
 from event_fm.io.msg_definitions import DEFINITIONS
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class BagReader:
         if self._metadata.get("storage_identifier") in ("mcap", "sqlite3"):
             try:
                 return [self._open_reader(self.path)]
-            except ReaderError as exc:
+            except Exception as exc:  # noqa: BLE001 - rosbags raises ReaderError, apsw, struct
                 log.info("%s: directory reader failed (%s); reading files one by one",
                          self.path, exc)
         names = self._metadata.get("relative_file_paths") or []
@@ -126,14 +127,22 @@ class BagReader:
         files = [f for f in files if f.exists()] or sorted(
             p for p in self.path.iterdir() if p.suffix in STORAGE_SUFFIXES)
         if not files:
-            raise ReaderError(f"{self.path}: no .mcap or .db3 storage files found")
+            raise UnreadableInputError(f"{self.path}: no .mcap or .db3 storage files found")
         return [self._open_reader(f) for f in files]
 
     @staticmethod
     def _open_reader(path: Path) -> Reader:
-        reader = Reader(path)
-        reader.open()
-        return reader
+        """rosbags' reader; for a storage file it refuses, what a killed recording left of it."""
+        try:
+            reader = Reader(path)
+            reader.open()
+            return reader
+        except Exception as exc:  # noqa: BLE001 - rosbags raises ReaderError, apsw, struct errors
+            if path.is_dir():
+                raise
+            from event_fm.io.salvage import salvage_storage_file
+
+            return salvage_storage_file(path, exc)  # type: ignore[return-value]
 
     def _metadata_qos(self) -> dict[str, list[Qos]]:
         qos: dict[str, list[Qos]] = {}
@@ -200,8 +209,53 @@ class BagReader:
             conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
             if not conns:
                 continue
-            for conn, stamp, raw in reader.messages(connections=conns):
-                yield BagMessage(conn.topic, conn.msgtype, stamp, raw)
+            yield from self._file_messages(reader, conns)
+
+    def _file_messages(self, reader: Reader, conns: list) -> Iterator[BagMessage]:
+        """One file's messages; damage found while reading ends that file with a warning."""
+        it = iter(reader.messages(connections=conns))
+        count = 0
+        while True:
+            try:
+                conn, stamp, raw = next(it)
+            except StopIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 - apsw.CorruptError, ReaderError, struct
+                path = Path(getattr(reader, "path", self.path))
+                rest = self._salvage_rest(path, conns, count, exc)
+                if rest is None:
+                    log.warning("%s: damaged: read %d messages, the rest is unreadable (%s)",
+                                path.name, count, exc)
+                    return
+                yield from rest
+                return
+            count += 1
+            yield BagMessage(conn.topic, conn.msgtype, stamp, raw)
+
+    @staticmethod
+    def _salvage_rest(path: Path, conns: list, count: int,
+                      exc: BaseException) -> Iterator[BagMessage] | None:
+        """After rosbags failed mid-file: the messages the salvage reader finds past ``count``."""
+        if not path.is_file():
+            return None
+        from event_fm.io.salvage import salvage_storage_file
+
+        try:
+            salvaged = salvage_storage_file(path, exc)
+        except (UnreadableInputError, OSError):
+            return None
+        wanted = {c.topic for c in conns}
+        picked = [c for c in salvaged.connections if c.topic in wanted]
+
+        def rest() -> Iterator[BagMessage]:
+            try:
+                for i, (conn, stamp, raw) in enumerate(salvaged.messages(connections=picked)):
+                    if i >= count:
+                        yield BagMessage(conn.topic, conn.msgtype, stamp, raw)
+            finally:
+                salvaged.close()
+
+        return rest() if picked else None
 
     def deserialize(self, message: BagMessage) -> Any:
         if message.msgtype not in self.typestore.fielddefs:

@@ -102,7 +102,27 @@ class EventStreamStats:
             "peak_rate_ev_s": self.peak_rate, "seq_gaps": self.seq_gaps,
             "seq_backwards": self.seq_backwards, "time_backwards": self.time_backwards,
             "out_of_bounds": self.out_of_bounds, "dropped": dict(self.dropped),
+            **dict(zip(("not_events", "before_time_sync", "malformed"),
+                       split_skipped(dict(self.dropped)), strict=True)),
         }
+
+
+#: Skip counters that are not errors: words the format defines but that carry no event
+#: (EVT3 OTHERS/CONTINUED/padding, AEDAT frame and exposure markers).
+BY_DESIGN = frozenset({"ignored", "other_triggers"})
+#: Words before the first time-high word: every stream that starts mid-flight has some.
+AT_START = frozenset({"before_time_sync"})
+
+
+def split_skipped(dropped: dict[str, int]) -> tuple[dict[str, int], dict[str, int],
+                                                    dict[str, int]]:
+    """(by design, before time sync, malformed) so that a report does not read 'dropped'
+    for words no decoder would turn into events."""
+    by_design = {k: v for k, v in dropped.items() if k in BY_DESIGN and v}
+    at_start = {k: v for k, v in dropped.items() if k in AT_START and v}
+    malformed = {k: v for k, v in dropped.items()
+                 if k not in BY_DESIGN and k not in AT_START and v}
+    return by_design, at_start, malformed
 
 
 @dataclass

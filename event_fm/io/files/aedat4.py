@@ -60,7 +60,12 @@ def read_aedat4(
     """
     aedat = _aedat()
     p = check_exists(path)
-    decoder = aedat.Decoder(str(p))
+    try:
+        decoder = aedat.Decoder(str(p))
+    except (RuntimeError, OSError, ValueError) as exc:  # aedat raises RuntimeError on garbage
+        from event_fm.io.errors import UnreadableInputError
+
+        raise UnreadableInputError(f"{p}: not a readable AEDAT4 file ({exc})") from None
     streams = decoder.id_to_stream()
     event_ids = sorted(i for i, s in streams.items() if s.get("type") == "events")
     if stream_id is None:

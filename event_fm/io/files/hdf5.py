@@ -56,7 +56,13 @@ def read_hdf5(
     """Stream a DSEC-style file; t becomes int64 ns (t + t_offset) * 1000."""
     p = check_exists(path)
     h5py = _h5py()
-    f = h5py.File(p, "r")
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:  # h5py's message for garbage is a long low-level signature error
+        from event_fm.io.errors import UnreadableInputError
+
+        raise UnreadableInputError(f"{p}: not a readable HDF5 file "
+                                   f"({str(exc).splitlines()[0][:120]})") from None
     try:
         grp = _event_group(f, p)
         width, height = _geometry(f, grp, max(chunk_events, 1 << 20))

@@ -90,6 +90,30 @@ def parse_raw_header(f: BinaryIO) -> RawHeader:
     return hdr
 
 
+#: Largest plausible sensor side (today's largest event sensors are 1280x720 and 2048x1536).
+MAX_SIDE = 16384
+
+
+def check_raw_header(path: Path, hdr: RawHeader) -> None:
+    """Refuse what is not a Prophesee recording before decoding noise as events.
+
+    Every Metavision version writes '% ' lines with the encoding ('% evt' or '% format') or
+    the geometry; EVK4 files may lack '% end', which the parser accepts.
+    """
+    from event_fm.io.errors import UnreadableInputError
+
+    keys = {k.lower() for k in hdr.fields}
+    if not hdr.fields:
+        raise UnreadableInputError(f"{path}: not a Prophesee .raw file (no '% ' header lines)")
+    if not keys & {"evt", "format", "geometry", "width", "height"}:
+        raise UnreadableInputError(f"{path}: .raw header names neither the encoding "
+                                   "('% format'/'% evt') nor the geometry")
+    stated = hdr.width or hdr.height or "geometry" in keys
+    if stated and not (0 < hdr.width <= MAX_SIDE and 0 < hdr.height <= MAX_SIDE):
+        raise UnreadableInputError(f"{path}: implausible .raw geometry "
+                                   f"{hdr.width}x{hdr.height}")
+
+
 def read_raw_header(path: str | os.PathLike) -> RawHeader:
     with open(check_exists(path), "rb") as f:
         return parse_raw_header(f)
@@ -111,6 +135,7 @@ def read_raw(
     p = check_exists(path)
     with open(p, "rb") as f:
         hdr = parse_raw_header(f)
+    check_raw_header(p, hdr)
     if hdr.encoding not in WORD_BYTES:
         raise ValueError(f"{p}: unsupported raw encoding {hdr.encoding!r} (evt3 or evt2 only)")
     word = WORD_BYTES[hdr.encoding]
