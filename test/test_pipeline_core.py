@@ -132,3 +132,56 @@ def test_ingest_counts_malformed_packets():
     ingest = StreamIngest("/x", EventBuffer(), ClockOffsetEstimator())
     assert ingest.add_packet(Bad()) is None
     assert ingest.stats.dropped["malformed_message"] == 1
+
+
+def test_engine_output_registry_computes_what_is_asked_and_what_it_requires():
+    """Outputs are a registry: one class and one register() call add an output; the model runs
+    only for outputs that need heads, requirements are computed first, every output observes
+    every window, and outputs report their own diagnostics."""
+    from event_fm.models import EventFM, EventFMConfig
+    from event_fm.pipeline.engine import PerceptionEngine
+    from event_fm.pipeline.outputs import Output, Window
+    from event_fm.pipeline.scheduler import WindowSpec
+
+    class Count(Output):
+        name = "count"
+
+        def __init__(self) -> None:
+            self.seen = 0
+
+        def observe(self, window: Window) -> None:
+            self.seen += 1
+
+        def compute(self, window: Window) -> int:
+            return len(window.events)
+
+        def diagnostics(self) -> dict:
+            return {"count_seen": self.seen}
+
+    class Double(Output):
+        name, requires = "double", ("count",)
+
+        def compute(self, window: Window) -> int:
+            return 2 * window.values["count"]
+
+    model = EventFM(EventFMConfig(preset="tiny", img_size=(32, 32), heads=("depth",),
+                                  embedder_widths=(4, 8, 8, 8), with_teacher=False))
+    engine = PerceptionEngine(model)
+    with pytest.raises(ValueError, match="requires"):
+        engine.register(Double())
+    engine.register(Count(), Double())
+    assert {"depth", "events_image", "count", "double"} <= engine.available
+    assert not {"semantic", "semantic_color", "pose"} & engine.available  # no such heads
+    engine.ingest.decoder.width, engine.ingest.decoder.height = 40, 30
+    engine.buffer.append(make_events(np.arange(100) % 40, np.arange(100) % 30,
+                                     np.arange(100) * 1_000_000, np.arange(100) % 2))
+    result = engine.process(WindowSpec(t_end=50_000_000, t_start=0, stamp_ns=7), {"double"})
+    assert result.values == {"count": 50, "double": 100}
+    assert "infer" not in result.latency_s  # nothing asked needs the model
+    result = engine.process(WindowSpec(t_end=99_000_000, t_start=50_000_000, stamp_ns=8),
+                            {"depth", "semantic"})  # semantic: not available, ignored
+    assert set(result.values) == {"depth"} and result.get("depth").shape == (30, 40)
+    assert result.latency_s["infer"] > 0 and result.stamp_ns == 8
+    d = engine.diagnostics()
+    assert d["count_seen"] == 2 and d["windows_processed"] == 2
+    assert d["intrinsics_assumed"] is False
