@@ -35,6 +35,7 @@ from rosbags.rosbag2.errors import ReaderError
 from rosbags.rosbag2.metadata import parse_qos
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
+from event_fm.common.stamps import ns_to_time
 from event_fm.io.errors import UnreadableInputError
 from event_fm.io.msg_definitions import DEFINITIONS
 
@@ -371,8 +372,7 @@ class BagWriter:
         return self.typestore.types[msgtype](**fields)
 
     def header(self, stamp_ns: int, frame_id: str = ""):
-        stamp = self.msg("builtin_interfaces/msg/Time", sec=int(stamp_ns // 1_000_000_000),
-                         nanosec=int(stamp_ns % 1_000_000_000))
+        stamp = ns_to_time(stamp_ns, self.typestore.types["builtin_interfaces/msg/Time"])
         return self.msg("std_msgs/msg/Header", stamp=stamp, frame_id=frame_id)
 
     def write(self, topic: str, log_time_ns: int, message, msgtype: str | None = None,

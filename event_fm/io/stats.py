@@ -165,7 +165,8 @@ class RecordingStats:
 
 def summarize(path: str | Path, progress: bool = False) -> RecordingStats:
     """One pass over a bag or event file."""
-    from event_fm.io.readers import PacketDecoder, stamp_to_ns
+    from event_fm.common.stamps import stamp_to_ns
+    from event_fm.io.readers import PacketDecoder
     from event_fm.io.rosbag import BagReader, is_bag
 
     path = Path(path)
