@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from event_fm.nodes.recorder_node import PARAMS as RECORDER_PARAMS
 
     try:
+        if not isinstance(yaml.safe_load(Path(args.params).read_text()) or {}, dict):
+            raise TypeError("not a mapping")
         perception = yaml_parameters(args.params, "event_fm_perception")
         recorder = yaml_parameters(args.params, "event_fm_recorder")
     except yaml.YAMLError as exc:
