@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from event_fm.common.devices import resolve_device
+from event_fm.common.strict_config import build_dataclass
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +47,11 @@ class RunConfig:
     log_every: int = 10
     checkpoint_every: int = 200
     device: str = "auto"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> RunConfig:
-        data = dict(data or {})
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        unknown = {k: v for k, v in data.items() if k not in cls.__dataclass_fields__}
-        cfg = cls(**known)
-        cfg.extra.update(unknown)
-        return cfg
+    def from_dict(cls, data: dict | None, path: str = "run") -> RunConfig:
+        """Strict: an unknown key raises ConfigError naming ``path.key`` and the known keys."""
+        return build_dataclass(cls, data or {}, path)
 
 
 class Task:

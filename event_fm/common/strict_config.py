@@ -42,17 +42,21 @@ def _dataclass_of(tp: Any) -> type | None:
     return None
 
 
-def build_dataclass(cls: type[T], mapping: Mapping[str, Any] | None, path: str = "config") -> T:
+def build_dataclass(cls: type[T], mapping: Mapping[str, Any] | None, path: str = "") -> T:
     """``cls(**mapping)`` with nested dataclass fields built recursively; unknown keys, a
     non-mapping where a section is expected, and errors raised by the dataclass itself all come
     back as ConfigError naming ``path``."""
     if mapping is None:
         mapping = {}
     if not isinstance(mapping, Mapping):
-        raise ConfigError(f"{path}: expected a mapping, got {type(mapping).__name__}")
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got "
+                          f"{type(mapping).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     check_keys(mapping, fields, path)
-    hints = typing.get_type_hints(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # an annotation only importable for type checkers
+        hints = {}
     kwargs: dict[str, Any] = {}
     for key, value in mapping.items():
         sub = _dataclass_of(hints.get(key))
@@ -67,4 +71,4 @@ def build_dataclass(cls: type[T], mapping: Mapping[str, Any] | None, path: str =
     except ConfigError:
         raise
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"{path}: {err}") from err
+        raise ConfigError(f"{path or cls.__name__}: {err}") from err
