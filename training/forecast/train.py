@@ -37,7 +37,7 @@ class DiffusionTask(Task):
     def __init__(self, config: dict):
         self.config = config
         model_cfg = dict(config.get("model", {}))
-        self.model_config = ForecastConfig(**model_cfg)
+        self.model_config = ForecastConfig.from_dict(model_cfg, "model")
         self._dataset = train_dataset(config, self.model_config.frames, self.model_config.past)
         if "data_scale" not in model_cfg:
             std = data_std(self._dataset)
@@ -90,7 +90,8 @@ def diffusion_loss(model, cfg: ForecastConfig, scheduler, seq: torch.Tensor,
 class SimVPTask(Task):
     def __init__(self, config: dict):
         self.config = config
-        self.model_config = SimVPConfig(**dict(config.get("simvp_model", {})))
+        self.model_config = SimVPConfig.from_dict(dict(config.get("simvp_model", {})),
+                                                  "simvp_model")
         c = self.model_config
         self._dataset = train_dataset(config, c.past + c.horizon, c.past)
         self.model = SimVP(c)

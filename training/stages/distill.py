@@ -11,11 +11,14 @@ runs keep the schedule's shape.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from event_fm.common.strict_config import check_keys
 from training.losses.distill import (
     GEPProjector,
     RealmLossWeights,
@@ -46,6 +49,19 @@ DEFAULTS = {
     "token_drop": 0.3,
     "token_drop_from": 8 / 30,  # REALM: from epoch 8
 }
+#: The keys of a ``distill`` section besides the runner's (RunConfig) fields.
+SECTION_KEYS = (*DEFAULTS, "init")
+LOSS_NAMES = ("realm", "scaleevent", "gep")
+
+
+def check_section(section: Mapping[str, Any], path: str = "distill") -> None:
+    """The strict policy for the nested settings: a typo there must raise, not fall back to a
+    default (the top-level keys are checked with the runner's, by split_run_config)."""
+    for key in ("realm_weights", "scaleevent", "gep"):
+        if isinstance(section.get(key), Mapping):
+            check_keys(section[key], DEFAULTS[key], f"{path}.{key}")
+    if isinstance(section.get("losses"), Mapping):
+        check_keys(section["losses"], LOSS_NAMES, f"{path}.losses")
 
 
 class DistillModule(nn.Module):
@@ -114,6 +130,7 @@ class DistillModule(nn.Module):
 class DistillTask(Task):
     def __init__(self, config: dict):
         section = config.get("distill", {})
+        check_section(section)
         settings = {**DEFAULTS, **{k: v for k, v in section.items() if k in DEFAULTS}}
         self.model = build_model(config.get("model", {}), section.get("init"))
         self.module = DistillModule(self.model, settings)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from event_fm.common.strict_config import check_keys
 from training.losses.tasks import (
     correspondences,
     depth_loss,
@@ -100,11 +101,17 @@ class RGBHeadsModule(nn.Module):
         return losses
 
 
+#: The keys of a teacher / heads / scratch section besides the runner's (RunConfig) fields.
+SECTION_KEYS = ("init", "loss_weights", "pair_gap")
+LOSS_WEIGHT_KEYS = ("depth", "segmentation", "matching")
+
+
 class RGBHeadsTask(Task):
     def __init__(self, config: dict, stage: str):
         self.config = config
         self.stage = stage
         section = config.get(stage, {})
+        check_keys(section.get("loss_weights") or {}, LOSS_WEIGHT_KEYS, f"{stage}.loss_weights")
         init = section.get("init")
         self.model = build_model(config.get("model", {}), init)
         train_backbone = stage in ("teacher", "scratch")
