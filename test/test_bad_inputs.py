@@ -47,7 +47,7 @@ def messages(path: Path) -> list[tuple[str, int, bytes]]:
 
 # -- garbage and empty files ---------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["empty.mcap", "empty.db3", "noise.mcap", "noise.db3",
-                                  "noise.aedat4", "noise.h5", "noise.raw"])
+                                  "noise.aedat4", "noise.h5", "noise.raw", "noise.txt"])
 def test_info_refuses_empty_and_random_files(tmp_path, name):
     path = tmp_path / name
     data = b"" if name.startswith("empty") else np.random.default_rng(7).bytes(40_000)

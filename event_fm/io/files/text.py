@@ -208,8 +208,15 @@ def read_events_txt(
 
 def _stream(ev_path, chunk_events, width, height, topic, block_bytes) -> Iterator[EventBatch]:
     rb = Rebatcher(chunk_events, width, height, topic)
+    good = malformed = 0
     for ev, bad in _iter_blocks(ev_path, block_bytes):
+        good, malformed = good + len(ev), malformed + int(bad)
         yield from rb.add(ev, None, {"malformed_lines": bad})
+    if good == 0 and malformed:  # random bytes or another format: not an empty recording
+        from event_fm.io.errors import UnreadableInputError
+
+        raise UnreadableInputError(f"{ev_path}: not an events text file (no 't x y p' line, "
+                                   f"{malformed} malformed lines)")
     yield from rb.flush()
 
 
