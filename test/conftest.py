@@ -24,3 +24,14 @@ def repo() -> Path:
 @pytest.fixture(scope="session")
 def real_bags() -> Path:
     return REAL_BAGS
+
+
+@pytest.fixture(scope="session")
+def plain_workspace(tmp_path_factory) -> Path:
+    """A colcon workspace with this repository in src/, built once (plain install) for the
+    tests that need one."""
+    from helpers.workspace import build_workspace
+
+    ws = tmp_path_factory.mktemp("colcon") / "ws"
+    build_workspace(ws, symlink=False)
+    return ws
