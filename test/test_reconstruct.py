@@ -294,6 +294,7 @@ def runner_dir():
 
 def test_engine_computes_reconstruction_only_when_asked(tmp_path):
     from event_fm.pipeline.engine import PerceptionEngine
+    from event_fm.pipeline.reconstruction import ReconstructionOutput
     from event_fm.pipeline.scheduler import WindowSpec
 
     save_generator(ReconstructionUNet(ReconstructionConfig(**TINY)), tmp_path / "gen")
@@ -301,7 +302,7 @@ def test_engine_computes_reconstruction_only_when_asked(tmp_path):
                                   embedder_widths=(4, 8, 8, 8), with_teacher=False))
     engine = PerceptionEngine(model)
     assert "reconstruction" not in engine.available
-    engine.attach_reconstructor(ReconstructionRunner.from_checkpoint(tmp_path / "gen"))
+    engine.register(ReconstructionOutput(ReconstructionRunner.from_checkpoint(tmp_path / "gen")))
     assert "reconstruction" in engine.available
     rng = np.random.default_rng(0)
     engine.ingest.decoder.width, engine.ingest.decoder.height = W, H
@@ -309,12 +310,12 @@ def test_engine_computes_reconstruction_only_when_asked(tmp_path):
                          np.sort(rng.integers(0, 100_000_000, 2000)), rng.integers(0, 2, 2000))
     engine.buffer.append(events)
     spec = WindowSpec(t_start=0, t_end=50_000_000, stamp_ns=123)
-    only = engine.process(spec, {"reconstruction"}, events_image=False)
-    assert only.reconstruction.shape == (H, W, 3) and only.depth is None
+    only = engine.process(spec, {"reconstruction"})
+    assert only.get("reconstruction").shape == (H, W, 3) and only.get("depth") is None
     assert "infer" not in only.latency_s and only.latency_s["reconstruct"] > 0
     spec = WindowSpec(t_start=50_000_000, t_end=100_000_000, stamp_ns=456)
-    depth_only = engine.process(spec, {"depth"}, events_image=False)
-    assert depth_only.reconstruction is None and depth_only.depth.shape == (H, W)
+    depth_only = engine.process(spec, {"depth"})
+    assert depth_only.get("reconstruction") is None and depth_only.get("depth").shape == (H, W)
 
 
 def test_report_skips_a_held_out_set_with_the_same_inputs(tmp_path):

@@ -315,7 +315,7 @@ davis346, libcaer rollover 640x480; never trained on). Every run sets `torch.set
 
 ## perception_node output
 
-`heads` containing `forecast` enables `~/forecast` (`event_fm_msgs/EventForecast`) and
+`heads` containing `forecast` enables `~/forecast` (`sensor_msgs/Image`, one per frame) and
 `~/forecast_image` (rgb8: the last past frame then the predicted frames, ON red / OFF blue);
 either is computed only while someone subscribes (`forecasts_computed` in /diagnostics counts
 them). Parameters: `forecast_checkpoint` (empty: `models/forecast`), `forecast_steps` (10),
@@ -325,16 +325,13 @@ worker then runs the newest window and counts the skipped ones (`windows_dropped
 `forecast_steps: 1` or a GPU for live rates. The node keeps its own history of the last
 4 x 20 ms of events (`event_fm/pipeline/forecast.py`; the engine discards buffered events
 before each window), so the prompt always ends at the window's end.
-Message layout and why: no standard message carries a stack of multi-bin float frames with
-a stamp per frame (`sensor_msgs/Image` is one frame, one stamp, and at most 4 float channels per
-named encoding; an `Image[]` would repeat the header per frame and hide the bin layout), so
-`EventForecast` composes standard types: `std_msgs/Header` (stamp = the input window's end),
-`builtin_interfaces/Time[] stamps` (the end of each predicted frame, window end + k x 20 ms),
-`builtin_interfaces/Duration frame_duration`, the layout (`bins`, `height`, `width`), the sensor
-crop the grid covers (`crop_x`, `crop_y`, `crop_size`) and one flat `float32[] data` (frames x
-bins x height x width, signed event density: ON - OFF events per grid cell and bin, the prompt's
-scale restored). The package is `interfaces/event_fm_msgs`, built into the venv by
-`scripts/build_interfaces.sh` like the other interface packages.
+Message layout: standard messages only. After each input window `~/forecast` carries one
+`sensor_msgs/Image` per predicted frame, published in time order: encoding `32FC3` (a frame's 3
+voxel bins as the channels, oldest bin first; signed event density: ON - OFF events per grid
+cell and bin, the prompt's scale restored), 128x128 (the grid covers the sensor's centred
+square, `min(width, height)` on a side), header stamp = the end of that future frame (window
+end + k x 20 ms, k = 1..`forecast_horizon`), frame_id the camera's. The window's own end is the
+first frame's stamp minus 20 ms, and the stamp of the `~/forecast_image` strip.
 """
 
 
