@@ -119,8 +119,9 @@ def run(args: argparse.Namespace) -> int:
     except (RuntimeError, ValueError) as exc:
         print(f"event-fm eval: {exc}", file=sys.stderr)
         return 1
-    if ("windows_processed" not in report.get("diagnostics", {})
-            and not report["metrics"].get("scored_windows")):
+    scored = report["metrics"].get("scored_windows") or 0
+    scored = sum(scored.values()) if isinstance(scored, dict) else scored
+    if "windows_processed" not in report.get("diagnostics", {}) and not scored:
         print("event-fm eval: the perception node produced no output and no diagnostics; "
               f"nothing to report (partial files in {args.out})", file=sys.stderr)
         return 1
