@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from event_fm.common.devices import resolve_device
+from event_fm.common.strict_config import check_keys
 from event_fm.models.forecast import (
     load_forecaster,
     make_scheduler,
@@ -68,14 +70,23 @@ class Rewarder:
         return {"score": score, "ssim": s, "fd": fd}
 
 
+#: The keys an ``align`` section may hold (strict: any other is a ConfigError naming it).
+ALIGN_KEYS = ("beta", "clip", "device", "eta", "fd_weight", "iterations", "kl_weight", "lr",
+              "prompts", "samples_per_prompt", "seed", "steps", "train_timesteps")
+#: The keys of ``sampling`` (the live forecaster's settings, exported as checkpoint meta).
+SAMPLING_KEYS = ("guide_frames", "horizon", "prompt_length", "seed", "steps", "tau")
+
+
 def run_alignment(config: dict, init: Path, out: Path, iterations: int | None = None) -> dict:
-    cfg = dict(config.get("align", {}))
-    samp = dict(config.get("sampling", {}))
+    cfg = dict(config.get("align") or {})
+    samp = dict(config.get("sampling") or {})
+    check_keys(cfg, ALIGN_KEYS, "align")
+    check_keys(samp, SAMPLING_KEYS, "sampling")
     iterations = int(iterations if iterations is not None else cfg.get("iterations", 20))
     seed = int(cfg.get("seed", 0))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    device = torch.device(cfg.get("device", "cpu"))
+    device = resolve_device(cfg.get("device", "cpu"))
     policy = load_forecaster(init, device)
     if not hasattr(policy.config, "data_scale"):
         raise ValueError(f"{init}: alignment needs a diffusion checkpoint")
