@@ -28,10 +28,11 @@ setup(
     ],
     python_requires=">=3.10",
     install_requires=[
-        "numpy>=1.24",
+        # the floors are Ubuntu 24.04's apt versions where ROS machines get them (numpy 1.26)
+        "numpy>=1.26",
         "scipy>=1.10",
-        "torch>=2.1",
-        "torchvision>=0.16",
+        "torch>=2.3",
+        "torchvision>=0.18",
         "timm>=1.0",
         "peft>=0.10",
         "numba>=0.58",
@@ -41,8 +42,13 @@ setup(
         "tqdm>=4.60",
         "pyyaml>=6.0",
         "matplotlib>=3.7",
+        "diffusers>=0.27",
     ],
-    extras_require={"aedat": ["aedat>=2.0"], "test": ["pytest", "hypothesis", "ruff"]},
+    # opencv: apt's python3-opencv is invisible to pip, so the wheel is an extra, not a hard
+    # requirement that would install a second OpenCV over the ROS one
+    extras_require={"aedat": ["aedat>=2.0"], "opencv": ["opencv-python-headless>=4.6"],
+                    "dsec": ["hdf5plugin>=4.0"],  # DSEC's Blosc-compressed HDF5 files
+                    "test": ["pytest", "hypothesis", "ruff"]},
     zip_safe=False,
     maintainer="event_fm maintainers",
     maintainer_email="maintainers@event-fm.dev",
