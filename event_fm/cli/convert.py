@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from event_fm.io.convert import convert
+    from event_fm.io.errors import UnreadableInputError
 
     try:
         n = convert(args.input, args.output, topic=args.topic, out_topic=args.out_topic,
@@ -34,6 +35,6 @@ def run(args: argparse.Namespace) -> int:
                     height=args.height, overwrite=args.overwrite, progress=True)
     except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
         print(f"event-fm convert: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UnreadableInputError) else 1
     print(f"wrote {n} events to {args.output}")
     return 0

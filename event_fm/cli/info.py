@@ -71,12 +71,13 @@ def format_report(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from event_fm.io.errors import UnreadableInputError
     from event_fm.io.stats import summarize
 
     try:
         report = summarize(args.path, progress=not args.json and sys.stderr.isatty()).to_dict()
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"event-fm info: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UnreadableInputError) else 1
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
