@@ -43,26 +43,29 @@ demo-bag: setup
 # goes to out/models/smoke, the shipped default comes from train-default).
 train-smoke: setup
 	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_default_data.sh $(SIM)
-	$(RUN) $(PY) -m event_fm.cli.main train dataset --config training/configs/demo_smoke.yaml
-	for stage in teacher distill heads evaluate; do \
-	  $(RUN) $(PY) -m event_fm.cli.main train $$stage --config training/configs/demo_smoke.yaml \
-	  || exit 1; done
-	$(RUN) $(PY) -m event_fm.cli.main train export --config training/configs/demo_smoke.yaml \
-	  --out out/models/smoke
+	for step in data teacher distill heads evaluate; do \
+	  $(RUN) $(PY) -m event_fm.cli.main train distill $$step \
+	  --config training/configs/demo_smoke.yaml || exit 1; done
+	$(RUN) $(PY) -m event_fm.cli.main train distill export \
+	  --config training/configs/demo_smoke.yaml --to out/models/smoke
 
 # The shipped models/default from scratch: simulate the recordings, teacher -> heads -> the
 # default distillation (1000 steps), export (about 40 min on 2 CPU cores).
 train-default: setup
 	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_reproduction_data.sh data/generated/repro_sim
-	$(RUN) $(PY) -m training.reproduce --config training/configs/default.yaml \
-	  --rows default --export models/default
+	$(RUN) $(PY) -m event_fm.cli.main train distill rows --config training/configs/default.yaml \
+	  --rows default
+	$(RUN) $(PY) -m event_fm.cli.main train distill export \
+	  --config training/configs/default.yaml --to models/default
 
 # models/default plus every ablation row, the no-teacher baseline, the held-out evaluation and
 # docs/reproduction.{md,json,png} (about 1.5 h on 2 CPU cores; finished stages are reused).
 reproduction: setup
 	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_reproduction_data.sh data/generated/repro_sim
-	$(RUN) $(PY) -m training.reproduce --config training/configs/default.yaml --docs docs \
-	  --export models/default
+	$(RUN) $(PY) -m event_fm.cli.main train distill report \
+	  --config training/configs/default.yaml --docs docs
+	$(RUN) $(PY) -m event_fm.cli.main train distill export \
+	  --config training/configs/default.yaml --to models/default
 
 # Event-to-image reconstruction (LLM-EvRep, issue 11): Tencode/frame pairs from the default
 # shards, the Sobel-only and the Sobel + judge generators, the held-out report in
@@ -75,10 +78,8 @@ reconstruct-report: setup
 	$(RECON) data
 	$(RECON) fit --losses sobel
 	$(RECON) fit --losses sobel+judge
-	$(RECON) report
-	mkdir -p models/reconstruction
-	cp out/reconstruct/full/model/config.json out/reconstruct/full/model/model.safetensors \
-	  models/reconstruction/
+	$(RECON) report --docs docs
+	$(RECON) export --to models/reconstruction
 
 # Motion forecasting (E-Motion, issue 10): 20 ms voxel frames (3 bins, 128x128) from the simulated
 # recordings (scripts/simulate_reproduction_data.sh) and the real bags, the diffusion forecaster and
@@ -96,7 +97,7 @@ forecast-report: setup
 	$(FORECAST) fit --model simvp
 	$(FORECAST) align
 	$(FORECAST) export --to models/forecast
-	$(FORECAST) evaluate --segmentation-checkpoint $(SEG_CHECKPOINT)
+	$(FORECAST) report --docs docs --segmentation-checkpoint $(SEG_CHECKPOINT)
 
 # Generative event pretraining, GEP stage 2 (issue 11): tokens of the default model's aligned
 # encoders -> causal transformer -> next-window prediction vs copy-last on the held-out
@@ -105,4 +106,4 @@ forecast-report: setup
 .PHONY: gep-report
 gep-report: setup
 	OMP_NUM_THREADS=1 EVENT_FM_VENV=$(abspath $(VENV)) nice -n 5 bash scripts/with_env.sh \
-	  $(PY) -m event_fm.cli.main train gep report --config training/configs/gep.yaml
+	  $(PY) -m event_fm.cli.main train gep report --config training/configs/gep.yaml --docs docs

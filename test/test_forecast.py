@@ -4,7 +4,6 @@ trains a tiny forecaster for a few steps, samples it (guided and not) and aligns
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -216,11 +215,9 @@ def test_live_forecaster_stamps_and_shapes(tmp_path):
 
 # -- CPU smoke: data -> fit (diffusion, simvp) -> sample (guided and not) -> align ------------
 def _cli(*argv: str) -> int:
-    from training.forecast import cli
+    from training.cli import main
 
-    parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
-    return cli.run(parser.parse_args(list(argv)))
+    return main(["forecast", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -282,7 +279,7 @@ def test_smoke_fit_sample_align(smoke_config):
     assert (live.settings.steps, live.settings.guide_frames) == (2, 3)
 
     docs = root / "docs"
-    assert _cli("evaluate", "--config", str(path), "--docs", str(docs)) == 0
+    assert _cli("report", "--config", str(path), "--docs", str(docs)) == 0
     report = json.loads((docs / "forecast.json").read_text())
     for domain, count in (("sim", 3), ("real", 2)):
         r = report[domain]

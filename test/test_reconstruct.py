@@ -245,10 +245,10 @@ def test_cli_data_fit_evaluate_report_on_tiny_data(shards, tmp_path, capsys):
     assert main(base + ["fit", "--config", str(path), "--losses", "sobel", "--device", "cpu"]) == 0
     assert main(base + ["fit", "--config", str(path), "--losses", "sobel+judge",
                         "--device", "cpu"]) == 0
-    log = (tmp_path / "rec" / "full" / "log.csv").read_text().splitlines()
+    log = (tmp_path / "rec" / "fit_full" / "log.csv").read_text().splitlines()
     assert log[0].startswith("step,loss,sobel,judge_feature,judge_classes") and len(log) == 4
     assert np.isfinite(float(log[-1].split(",")[1]))
-    gen = load_generator(tmp_path / "rec" / "full" / "model")
+    gen = load_generator(tmp_path / "rec" / "fit_full" / "model")
     assert gen.config.extra["losses"] == "sobel+judge" and gen.config.extra["steps_done"] == 3
     assert main(base + ["report", "--config", str(path), "--device", "cpu"]) == 0
     report = json.loads((tmp_path / "docs" / "reconstruction.json").read_text())

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from training.reproduce import check_targets, merge, summarize, write_report
+from training.reproduce import check_targets, summarize, write_report
+from training.stages.steps import merge
 
 
 def _entry(mae: float) -> dict:

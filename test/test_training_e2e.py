@@ -43,11 +43,11 @@ def workdir(tmp_path_factory):
 def test_every_stage_end_to_end(workdir, capsys):
     cfg = str(workdir / "smoke.yaml")
     out = workdir / "out" / "train" / "smoke"
-    assert cli(["train", "dataset", "--config", cfg]) == 0
+    assert cli(["train", "distill", "data", "--config", cfg]) == 0
     index_dirs = list((out / "data").glob("*/*/index.json"))
     assert len(index_dirs) == 3
     for stage in ("teacher", "distill", "heads"):
-        assert cli(["train", stage, "--config", cfg]) == 0, stage
+        assert cli(["train", "distill", stage, "--config", cfg]) == 0, stage
         rows = list(csv.DictReader((out / stage / "log.csv").open()))
         assert _mean(rows, "loss", "last") < _mean(rows, "loss", "first"), stage
         model = load_model(out / stage / "model")
@@ -55,7 +55,7 @@ def test_every_stage_end_to_end(workdir, capsys):
         assert (out / stage / "loss.png").stat().st_size > 1000
     distill_rows = list(csv.DictReader((out / "distill" / "log.csv").open()))
     assert float(distill_rows[-1]["token_drop"]) == pytest.approx(0.3)  # curriculum reached
-    assert cli(["train", "evaluate", "--config", cfg]) == 0
+    assert cli(["train", "distill", "evaluate", "--config", cfg]) == 0
     report = json.loads((out / "evaluate" / "metrics.json").read_text())
     val = report["sets"]["val"]
     for mode in ("teacher_rgb", "student_events"):
@@ -74,7 +74,7 @@ def test_bad_recording_is_skipped_with_a_clear_message(workdir, tmp_path, capsys
     (bad / "x.mcap").write_bytes(b"not an mcap file")
     config["data"] = {"root": str(tmp_path / "data"), "splits": {"train": [str(bad)]}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    assert cli(["train", "dataset", "--config", str(tmp_path / "c.yaml")]) == 0
+    assert cli(["train", "distill", "data", "--config", str(tmp_path / "c.yaml")]) == 0
     assert "1 failed" in capsys.readouterr().out
 
 
@@ -85,14 +85,14 @@ def test_distill_torchrun_two_gloo_processes_match_one(workdir):
     config = yaml.safe_load(cfg.read_text())
     teacher = workdir / "out" / "train" / "smoke" / "teacher" / "model"
     if not teacher.exists():
-        assert cli(["train", "dataset", "--config", str(cfg)]) == 0
-        assert cli(["train", "teacher", "--config", str(cfg), "--steps", "2"]) == 0
+        assert cli(["train", "distill", "data", "--config", str(cfg)]) == 0
+        assert cli(["train", "distill", "teacher", "--config", str(cfg), "--steps", "2"]) == 0
     env = dict(os.environ, OMP_NUM_THREADS="1")
     losses = {}
     for procs in (1, 2):
         out = workdir / f"ddp{procs}"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={procs}", "-m", "training", "distill", "--config",
+               f"--nproc_per_node={procs}", "-m", "training", "distill", "distill", "--config",
                str(cfg), "--out", str(out), "--steps", "4",
                "--set", "distill.token_drop_from=2.0", "run.checkpoint_every=100"]
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

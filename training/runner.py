@@ -14,7 +14,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from event_fm.common.devices import resolve_device
-from event_fm.common.strict_config import build_dataclass
+from event_fm.common.strict_config import build_dataclass, check_keys
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,7 @@ class RunResult:
     steps_done: int
     resumed_from: int
     history: list[dict] = field(default_factory=list)
+    samples: int = 0  # the training set's size (reports give epochs = steps x batch / samples)
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -181,12 +182,17 @@ def _infinite(loader: DataLoader, sampler, start_epoch: int) -> Iterator[Any]:
 
 
 def run(task: Task, cfg: RunConfig, stop_after: int | None = None,
-        on_log: Callable[[dict], None] | None = None) -> RunResult:
+        on_log: Callable[[dict], None] | None = None, title: str | None = None,
+        max_minutes: float | None = None) -> RunResult:
     """Train ``task`` for ``cfg.steps`` optimizer steps, resuming from ``out_dir`` if possible.
 
     ``stop_after`` ends the run early after that many steps of this invocation (tests use it
-    to simulate a kill at a known point).
+    to simulate a kill at a known point). ``max_minutes`` ends it after that much wall time and
+    still saves the deliverable (a budgeted run, not a kill). ``title`` names ``loss.png``,
+    drawn from the whole ``log.csv`` (a resumed run included).
     """
+    t_start = time.monotonic()
+    out_of_time = False
     rank, world, local = init_distributed()
     device = resolve_device(cfg.device, local, set_current=True)
     seed_everything(cfg.seed + rank)
@@ -245,6 +251,9 @@ def run(task: Task, cfg: RunConfig, stop_after: int | None = None,
     while step < cfg.steps:
         if stop_after is not None and step - start >= stop_after:
             break
+        if max_minutes is not None and time.monotonic() - t_start > 60 * max_minutes:
+            out_of_time = True
+            break
         task.on_step_start(step)
         batch = next(batches)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -265,10 +274,9 @@ def run(task: Task, cfg: RunConfig, stop_after: int | None = None,
             values = _mean_over_ranks({k: v.detach().float() for k, v in losses.items()}, world)
         if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
             now = time.perf_counter()
-            row = {"step": step, "lr": scheduler.get_last_lr()[0],
+            row = {"step": step, **values, "lr": scheduler.get_last_lr()[0],
                    "grad_norm": float(grad_norm), "sec_per_step":
                    (now - t_last) / cfg.log_every}
-            row.update(values)
             t_last = now
             history.append(row)
             _append_csv(log_file, row)
@@ -280,12 +288,19 @@ def run(task: Task, cfg: RunConfig, stop_after: int | None = None,
         if world > 1:
             dist.barrier()
     bar.close()
-    if rank == 0 and step >= cfg.steps:
+    if rank == 0 and (step >= cfg.steps or out_of_time):
+        if out_of_time:
+            save_state(state_path, module, optimizer, scheduler, step, {})
         module.eval()
         task.save_final(out)
+        full = read_log(log_file)
+        if full:
+            from event_fm.evaluation.plots import save_loss_curve
+
+            save_loss_curve(out / "loss.png", full, title or out.name)
     if world > 1:
         dist.barrier()
-    return RunResult(step, start, history)
+    return RunResult(step, start, history, len(dataset))
 
 
 def _mean_over_ranks(values: dict[str, torch.Tensor], world: int) -> dict[str, float]:
@@ -307,3 +322,31 @@ def _append_csv(path: Path, row: dict) -> None:
         if new:
             writer.writeheader()
         writer.writerow(row)
+
+
+def read_log(path: Path) -> list[dict]:
+    """``log.csv`` as rows of floats (empty cells dropped); [] when there is no log yet."""
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(f)]
+
+
+def split_run_config(section: dict, out_dir: Path | str, steps: int | None = None,
+                     device: str | None = None, own: Iterable[str] = (),
+                     path: str = "fit") -> tuple[RunConfig, dict]:
+    """A step's YAML section -> (the runner's settings, the step's own keys): one section per
+    step holds both. Strict: a key that is neither a RunConfig field nor in ``own`` raises
+    ConfigError naming ``path.key`` and every known key (a typo is never ignored)."""
+    section = dict(section or {})
+    check_keys(section, {*RunConfig.__dataclass_fields__, *own}, path)
+    if steps is not None:
+        section["steps"] = steps
+    if device:
+        section["device"] = device
+    known = {k: v for k, v in section.items() if k in RunConfig.__dataclass_fields__}
+    rest = {k: v for k, v in section.items() if k not in RunConfig.__dataclass_fields__}
+    cfg = RunConfig.from_dict(known, path)
+    cfg.out_dir = str(out_dir)
+    return cfg, rest

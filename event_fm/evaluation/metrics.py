@@ -12,9 +12,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from event_fm.models.pose import rotation_error_deg  # one definition: models may not import us
+
+__all__ = ["DEPTH_BINS", "DEPTH_CUTOFFS", "POSE_THRESHOLDS", "DepthMetrics",
+           "SegmentationMetrics", "miou", "pose_auc", "rotation_error_deg",
+           "translation_angle_deg"]
+
 DEPTH_CUTOFFS = (10.0, 20.0, 30.0)
 POSE_THRESHOLDS = (5.0, 10.0, 20.0)
 DEPTH_BINS = np.arange(0, 85, 5.0)  # error-by-depth curve bin edges (m)
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 (Ubuntu 24.04: 1.26)
 
 
 @dataclass
@@ -70,11 +77,13 @@ class SegmentationMetrics:
         self.confusion += np.bincount(idx, minlength=self.num_classes ** 2).reshape(
             self.num_classes, self.num_classes)
 
-    def compute(self) -> dict[str, float]:
+    def compute(self, classes: str = "target") -> dict[str, float]:
+        """mIoU over the classes present in the ground truth (``classes='target'``, the ESS
+        protocol) or in either map (``'either'``: two predictions compared, no truth)."""
         cm = self.confusion
         tp = np.diag(cm).astype(np.float64)
         union = cm.sum(0) + cm.sum(1) - tp
-        present = cm.sum(1) > 0
+        present = cm.sum(1) > 0 if classes == "target" else union > 0
         iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
         total = cm.sum()
         return {"miou": float(np.nanmean(iou[present])) if present.any() else float("nan"),
@@ -82,9 +91,12 @@ class SegmentationMetrics:
                 "iou_per_class": [None if np.isnan(v) else float(v) for v in iou]}
 
 
-def rotation_error_deg(R_est: np.ndarray, R_gt: np.ndarray) -> float:
-    cos = (np.trace(R_est.T @ R_gt) - 1) / 2
-    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+def miou(pred: np.ndarray, target: np.ndarray, num_classes: int,
+         classes: str = "either") -> float:
+    """mIoU of one pair of label maps (or a batch of them), see SegmentationMetrics.compute."""
+    metrics = SegmentationMetrics(num_classes)
+    metrics.update(pred, target)
+    return metrics.compute(classes)["miou"]
 
 
 def translation_angle_deg(t_est: np.ndarray, t_gt: np.ndarray) -> float:
@@ -109,5 +121,5 @@ def pose_auc(errors_deg: list[float], thresholds=POSE_THRESHOLDS) -> dict[str, f
         last = int(np.searchsorted(errors_z, t))
         e = np.concatenate([errors_z[:last], [t]])
         r = np.concatenate([recall_z[:last], [recall_z[last - 1]]])
-        out[f"auc_{t:g}"] = float(np.trapezoid(r, x=e) / t)
+        out[f"auc_{t:g}"] = float(_trapezoid(r, x=e) / t)
     return out

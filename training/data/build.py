@@ -1,4 +1,4 @@
-"""Build a shard dataset from recordings: ``event-fm train dataset --config ...``.
+"""Build a shard dataset from recordings: ``event-fm train distill data --config ...``.
 
 Layout: ``<out>/<split>/<recording>/{index.json, shard_*.npz}``. Splits are by recording, never
 by frame, so evaluation scenes are unseen. Recordings convert in parallel processes; a recording

@@ -163,7 +163,8 @@ def run_alignment(config: dict, init: Path, out: Path, iterations: int | None = 
                                                   "fd_ref": rewarder.fd_ref})
     _plot(history, out / "align.png")
     summary = {"iterations": iterations, "first": history[0], "last": history[-1],
-               "checkpoint": str(out / "model")}
+               "checkpoint": str(out / "model"), "samples_per_iteration": prompts * per_prompt,
+               "beta": float(cfg.get("beta", 30.0))}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 

@@ -33,7 +33,26 @@ def train_dataset(config: dict, frames: int, past: int) -> SequenceDataset:
                            flip=True)
 
 
-class DiffusionTask(Task):
+class _SequenceTask(Task):
+    """What both forecasters share: one model trained on stacked cached sequences."""
+
+    model: torch.nn.Module
+    _dataset: SequenceDataset
+
+    def trainable(self) -> torch.nn.Module:
+        return self.model
+
+    def dataset(self):
+        return self._dataset
+
+    def collate(self, samples: list) -> torch.Tensor:
+        return torch.stack(samples)
+
+    def save_final(self, out_dir: Path) -> None:
+        save_forecaster(self.model, Path(out_dir) / "model")
+
+
+class DiffusionTask(_SequenceTask):
     def __init__(self, config: dict):
         self.config = config
         model_cfg = dict(config.get("model", {}))
@@ -45,21 +64,10 @@ class DiffusionTask(Task):
         self.model = VideoDenoiser(self.model_config)
         self.scheduler = make_scheduler(self.model_config, "ddpm")
 
-    def trainable(self) -> torch.nn.Module:
-        return self.model
-
-    def dataset(self):
-        return self._dataset
-
-    def collate(self, samples: list) -> torch.Tensor:
-        return torch.stack(samples)
-
     def losses(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         return diffusion_loss(getattr(self, "ddp_module", self.model), self.model_config,
                               self.scheduler, batch.to(next(self.model.parameters()).device))
 
-    def save_final(self, out_dir: Path) -> None:
-        save_forecaster(self.model, Path(out_dir) / "model")
 
 
 def diffusion_loss(model, cfg: ForecastConfig, scheduler, seq: torch.Tensor,
@@ -87,7 +95,7 @@ def diffusion_loss(model, cfg: ForecastConfig, scheduler, seq: torch.Tensor,
     return {"loss": loss, "future_mse": future.detach()}
 
 
-class SimVPTask(Task):
+class SimVPTask(_SequenceTask):
     def __init__(self, config: dict):
         self.config = config
         self.model_config = SimVPConfig.from_dict(dict(config.get("simvp_model", {})),
@@ -96,20 +104,9 @@ class SimVPTask(Task):
         self._dataset = train_dataset(config, c.past + c.horizon, c.past)
         self.model = SimVP(c)
 
-    def trainable(self) -> torch.nn.Module:
-        return self.model
-
-    def dataset(self):
-        return self._dataset
-
-    def collate(self, samples: list) -> torch.Tensor:
-        return torch.stack(samples)
-
     def losses(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         batch = batch.to(next(self.model.parameters()).device)
         past = self.model_config.past
         pred = getattr(self, "ddp_module", self.model)(batch[:, :past])
         return {"loss": F.mse_loss(pred, batch[:, past:])}
 
-    def save_final(self, out_dir: Path) -> None:
-        save_forecaster(self.model, Path(out_dir) / "model")

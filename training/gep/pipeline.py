@@ -1,10 +1,9 @@
-"""The GEP chain's steps with their caches: tokens (per split), fit, evaluate. Each step reads the
+"""The GEP steps' work with their caches: tokens (per split), fit, evaluate. Each step reads the
 previous one's files from the output folder, so they run as separate commands or as one report.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import time
@@ -12,10 +11,11 @@ from pathlib import Path
 
 import torch
 
+from event_fm.common.devices import resolve_device
 from event_fm.dataset.shard_dataset import ShardDataset
 from event_fm.models import load_model
 from event_fm.models.gep import GEPConfig, load_gep
-from training.runner import RunConfig, resolve_device
+from training.runner import read_log, split_run_config
 
 from .data import WindowGroups
 from .evaluate import evaluate_set, summary_json
@@ -92,20 +92,15 @@ class Steps:
         section = dict(self.config.get("fit", {}))
         if steps is not None:
             section["steps"] = steps
-        windows = int(section.pop("windows", 8))
+        windows = int(section.get("windows", 8))
         tokens = self.load("train")
         gep_cfg = self.gep_config(int(tokens["event_cls"].shape[-1]))
         groups = WindowGroups(tokens, gep_cfg.agg_grid)
-        run_cfg = RunConfig.from_dict(section)
-        run_cfg.out_dir = str(self.fit_dir)
-        run_cfg.device = str(self.device)
+        run_cfg, _ = split_run_config(section, self.fit_dir, device=str(self.device),
+                                      own=("windows",), path="fit")
         t0 = time.perf_counter()
         result = fit(groups, gep_cfg, run_cfg, windows)
         history = read_log(self.fit_dir / "log.csv")
-        if history:
-            from event_fm.evaluation.plots import save_loss_curve
-
-            save_loss_curve(self.fit_dir / "loss.png", history, "GEP next-token MSE")
         summary = {"steps": result.steps_done, "resumed_from": result.resumed_from,
                    "seconds": time.perf_counter() - t0,
                    "first_loss": history[0]["loss"] if history else None,
@@ -126,7 +121,8 @@ class Steps:
                   # LoRA starts with B = 0: all zeros means the student was never distilled
                   "student_distilled": bool(not lora_b or any(p.abs().sum() > 0
                                                                 for p in lora_b)),
-                  "config": gep.config.__dict__, "sets": {}, "examples": {}}
+                  "config": gep.config.__dict__, "sets": {}, "examples": {},
+                  "horizon_stride": int(section.get("horizon_stride", 3))}
         for name in self.splits:
             if name == "train":
                 continue
@@ -185,9 +181,3 @@ class Steps:
                     "copy_last_feature_mse": r["copy_last"]["feature_mse"]}
         return out
 
-
-def read_log(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
+
+from training.report import Report, change, fmt
 
 from .evaluate import METHODS
 
@@ -21,7 +21,7 @@ LABELS = {
 
 
 def _f(x, digits: int = 4) -> str:
-    return f"{x:.{digits}f}" if isinstance(x, float) and np.isfinite(x) else "-"
+    return fmt(x, digits) if isinstance(x, float) else "-"
 
 
 def method_table(results: dict) -> list[str]:
@@ -86,19 +86,11 @@ def save_depth_examples(path: Path, examples: list[dict]) -> None:
 
 
 def write_report(report: dict, docs: Path, root: Path) -> list[Path]:
-    docs.mkdir(parents=True, exist_ok=True)
-    paths = [docs / "gep.json", docs / "gep.md", docs / "gep_horizon.png",
-             docs / "gep_depth.png"]
-    (docs / "gep.json").write_text(json.dumps(report["summary"], indent=1) + "\n")
-    save_horizon_plot(docs / "gep_horizon.png", report["sets"])
-    first = next(iter(report["examples"].values()), [])
-    save_depth_examples(docs / "gep_depth.png", first)
-    loss_png = root / "fit" / "loss.png"
-    if loss_png.exists():
-        shutil.copyfile(loss_png, docs / "gep_loss.png")
-        paths.append(docs / "gep_loss.png")
-    (docs / "gep.md").write_text(markdown(report))
-    return paths
+    """docs/gep.{md,json} with the horizon, depth and loss plots; the paths written."""
+    doc = Report(docs, "gep")
+    markdown(report, doc, root)
+    paths = doc.write(report["summary"])
+    return [paths["json"], paths["md"], *paths["figures"]]
 
 
 def variant_section(variants: dict | None) -> list[str]:
@@ -137,7 +129,10 @@ def probe_section(probe: dict | None) -> list[str]:
                     "better or worse single-window encoder.", ""]
 
 
-def markdown(report: dict) -> str:
+def markdown(report: dict, doc: Report | None = None, root: Path | None = None) -> str:
+    """The document; with ``doc`` its plots are drawn (and the fit's loss.png under ``root``
+    copied) next to it."""
+    doc = doc or Report(Path("."), "gep")
     cfg, fit = report["config"], report.get("fit", {})
     summary = report["summary"]
     lines = [
@@ -175,22 +170,30 @@ def markdown(report: dict) -> str:
     for name, r in report["sets"].items():
         lines += [f"### held-out {name} ({r['windows']} predicted windows)", ""]
         lines += method_table(r) + [""]
-    lines += ["## Error versus horizon", "",
-              "Rolled out autoregressively (event and frame groups of the intermediate windows "
-              "are generated too) on every third anchor.", "", "![horizon](gep_horizon.png)", "",
-              "## Predicted future depth", "", "![depth](gep_depth.png)", ""]
-    lines += variant_section(report.get("variants"))
-    lines += probe_section(report.get("probe"))
-    lines += ["## Training loss", "", "![loss](gep_loss.png)", ""]
-    lines += findings(report)
-    return "\n".join(lines) + "\n"
+    doc.raw(lines)
+    doc.section("Error versus horizon").para(
+        "Rolled out autoregressively (event and frame groups of the intermediate windows are "
+        f"generated too) on {_every(cfg_stride(report))}.")
+    doc.image("horizon", "horizon", lambda p: save_horizon_plot(p, report["sets"]))
+    doc.section("Predicted future depth").image(
+        "depth", "depth",
+        lambda p: save_depth_examples(p, next(iter(report.get("examples", {}).values()), [])))
+    doc.raw(variant_section(report.get("variants")))
+    doc.raw(probe_section(report.get("probe")))
+    doc.section("Training loss").image("loss", "loss", source=(root or Path(".")) / "fit" /
+                                       "loss.png")
+    doc.raw(findings(report))
+    return doc.markdown()
 
 
-def _change(new: float, old: float) -> str:
-    if not (np.isfinite(new) and np.isfinite(old) and old):
-        return "n/a"
-    pct = 100.0 * (new - old) / old
-    return f"{abs(pct):.1f}% {'lower' if pct < 0 else 'higher'}"
+def cfg_stride(report: dict) -> int:
+    """The anchor stride of the horizon curves (evaluate.horizon_stride, 3 by default)."""
+    return int(report.get("horizon_stride", 3))
+
+
+def _every(n: int) -> str:
+    return "every anchor" if n == 1 else \
+        f"every {({2: 'second', 3: 'third'}.get(n, f'{n}th'))} anchor"
 
 
 def findings(report: dict) -> list[str]:
@@ -199,11 +202,11 @@ def findings(report: dict) -> list[str]:
     gep, copy = s["gep"], s["copy_last"]
     lines = ["## Reading the numbers", "",
              f"- Next-window feature MSE: GEP {_f(gep['feature_mse'])} vs copy-last "
-             f"{_f(copy['feature_mse'])} ({_change(gep['feature_mse'], copy['feature_mse'])} "
+             f"{_f(copy['feature_mse'])} ({change(gep['feature_mse'], copy['feature_mse'])} "
              "for GEP).",
              f"- Predicted-future depth MAE@10m: GEP {_f(gep['depth_mae_10m'], 3)} m vs copy-last "
              f"{_f(copy['depth_mae_10m'], 3)} m "
-             f"({_change(gep['depth_mae_10m'], copy['depth_mae_10m'])} for GEP).",
+             f"({change(gep['depth_mae_10m'], copy['depth_mae_10m'])} for GEP).",
              "- The held-out sets share their events (the degradations are in the frames), so "
              "copy-last and the next-window references are identical on all of them; GEP's "
              "numbers differ only through the degraded frame tokens in its context (the "
@@ -225,11 +228,13 @@ def findings(report: dict) -> list[str]:
         lines.append(
             f"- The next window's features are predictable beyond copy-last: the mean of the "
             f"last two windows reaches {_f(m2['feature_mse'])} "
-            f"({_change(m2['feature_mse'], copy['feature_mse'])}). The transformer's "
-            "training loss ends only a few percent under copy-last's (see the loss plot and "
-            "`log.csv`): the update it learns is small against the windows' noise. More steps "
-            "and recordings, a loss on the update rather than the token, or an explicit "
-            "average over past windows as its reference are what would close that gap.")
+            f"({change(m2['feature_mse'], copy['feature_mse'])}); GEP's "
+            f"{_f(gep['feature_mse'])} is {change(gep['feature_mse'], m2['feature_mse'])} "
+            "than that. "
+            + ("More steps and recordings, a loss on the update rather than the token, or an "
+               "explicit average over past windows as its reference are what would close "
+               "that gap." if gep["feature_mse"] > m2["feature_mse"] else
+               "The transformer learned more than averaging the recent windows."))
     probe = report.get("probe")
     if probe:
         name = next(iter(probe["student_tokens"]))
@@ -237,7 +242,7 @@ def findings(report: dict) -> list[str]:
         b = probe["student_tokens"][name]["depth_mae_10m"]
         lines.append(f"- Use (b): a fresh depth head on GEP's features reaches {_f(a, 3)} m "
                      f"MAE@10m on held-out {name} against {_f(b, 3)} m on the student's own "
-                     f"tokens ({_change(a, b)}), with the caveat under that table.")
+                     f"tokens ({change(a, b)}), with the caveat under that table.")
     if not report.get("student_distilled", True):
         lines.append("- The checkpoint's event student was never distilled (its LoRA adapters "
                      "are still zero: the distillation was not finished when this report ran), "

@@ -54,4 +54,4 @@ class GEPTask(Task):
 def fit(groups: WindowGroups, config: GEPConfig, run_cfg: RunConfig, windows: int):
     """Train and save ``out_dir/model``; returns the runner's result."""
     task = GEPTask(groups, config, windows)
-    return run(task, run_cfg)
+    return run(task, run_cfg, title="GEP next-token MSE")

@@ -13,16 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from event_fm.evaluation import image_metrics
+from event_fm.evaluation.image_metrics import mse
 
 LUMA = (0.299, 0.587, 0.114)
-
-
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).float()
 
 
 def to_luma(images: torch.Tensor) -> torch.Tensor:
@@ -34,22 +29,8 @@ def to_luma(images: torch.Tensor) -> torch.Tensor:
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Per-image mean SSIM (Wang et al. 2004) of (B, C, H, W) images, on luma; 'valid' window."""
-    a, b = to_luma(a.double()), to_luma(b.double())
-    window = _gaussian_window().to(a)[None, None]
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_a, mu_b = F.conv2d(a, window), F.conv2d(b, window)
-    var_a = F.conv2d(a * a, window) - mu_a ** 2
-    var_b = F.conv2d(b * b, window) - mu_b ** 2
-    cov = F.conv2d(a * b, window) - mu_a * mu_b
-    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
-    den = (mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2)
-    return (num / den).mean((1, 2, 3)).float()
-
-
-def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image mean squared error."""
-    return ((a.float() - b.float()) ** 2).mean((1, 2, 3))
+    """Per-image mean SSIM of (B, C, H, W) images on luma, in float64."""
+    return image_metrics.ssim(to_luma(a.double()), to_luma(b.double()), data_range).float()
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

@@ -160,3 +160,21 @@ def dilate_mask(mask: torch.Tensor, radius: int) -> torch.Tensor:
     for _ in range(radius):
         x = F.max_pool2d(x, 3, stride=1, padding=1)
     return x[:, 0] > 0
+
+
+class StageTask:
+    """What the distillation and the RGB-heads stages share: an EventFM ``model`` inside a
+    trainable ``module`` and shards turned into the model's batches (mixed into runner Tasks)."""
+
+    model: EventFM
+    module: torch.nn.Module
+
+    def trainable(self) -> torch.nn.Module:
+        return self.module
+
+    def batch(self, samples: list[Sample]) -> Batch:
+        """Shard samples -> the model's input batch on the module's device."""
+        device = next(self.module.parameters()).device
+        model = self.model
+        grid = model.encoder.backbone.grid_size(*model.img_size)
+        return to_batch(samples, model.img_size, model.config.num_bins, grid, device)

@@ -29,12 +29,12 @@ from training.losses.distill import (
 from training.runner import Task
 from training.stages.common import (
     Batch,
+    StageTask,
     build_model,
     curriculum_radius,
     dilate_mask,
     load_dataset,
     save_stage_model,
-    to_batch,
 )
 
 DEFAULTS = {
@@ -127,7 +127,7 @@ class DistillModule(nn.Module):
         return out
 
 
-class DistillTask(Task):
+class DistillTask(StageTask, Task):
     def __init__(self, config: dict):
         section = config.get("distill", {})
         check_section(section)
@@ -138,21 +138,11 @@ class DistillTask(Task):
         self.steps = int(config.get("run", {}).get("steps", 1)) if "steps" not in section else \
             int(section["steps"])
 
-    def trainable(self) -> nn.Module:
-        return self.module
-
     def dataset(self):
         return load_dataset(self.dataset_root, "train")
 
-    def collate(self, samples):
-        return samples
-
     def losses(self, samples, step: int) -> dict[str, torch.Tensor]:
-        device = next(self.module.parameters()).device
-        model = self.model
-        grid = model.encoder.backbone.grid_size(*model.img_size)
-        batch = to_batch(samples, model.img_size, model.config.num_bins, grid, device)
-        return self.ddp_module(batch, step / max(1, self.steps))
+        return self.ddp_module(self.batch(samples), step / max(1, self.steps))
 
     def save_final(self, out_dir: Path) -> None:
         save_stage_model(self.model, out_dir)

@@ -24,11 +24,11 @@ from training.runner import Task
 from training.stages.common import (
     Batch,
     PairDataset,
+    StageTask,
     build_model,
     copy_teacher_into_student,
     load_dataset,
     save_stage_model,
-    to_batch,
 )
 
 
@@ -106,7 +106,7 @@ SECTION_KEYS = ("init", "loss_weights", "pair_gap")
 LOSS_WEIGHT_KEYS = ("depth", "segmentation", "matching")
 
 
-class RGBHeadsTask(Task):
+class RGBHeadsTask(StageTask, Task):
     def __init__(self, config: dict, stage: str):
         self.config = config
         self.stage = stage
@@ -122,22 +122,12 @@ class RGBHeadsTask(Task):
         self.pair_gap = int(section.get("pair_gap", 2))
         self.device = None
 
-    def trainable(self) -> nn.Module:
-        return self.module
-
     def dataset(self):
         return PairDataset(load_dataset(self.dataset_root, "train"), self.pair_gap)
 
-    def collate(self, pairs):
-        return pairs
-
     def losses(self, pairs, step: int) -> dict[str, torch.Tensor]:
-        device = next(self.module.parameters()).device
-        model = self.model
-        grid = model.encoder.backbone.grid_size(*model.img_size)
-        a = to_batch([p[0] for p in pairs], model.img_size, model.config.num_bins, grid, device)
-        b = to_batch([p[1] for p in pairs], model.img_size, model.config.num_bins, grid, device)
-        return self.ddp_module(a, b)
+        return self.ddp_module(self.batch([p[0] for p in pairs]),
+                               self.batch([p[1] for p in pairs]))
 
     def save_final(self, out_dir: Path) -> None:
         if self.stage == "teacher":
