@@ -158,12 +158,16 @@ def test_sqlite_cut_reads_up_to_the_damage(tmp_path, fraction):
     assert cut.read_bytes() == data[: int(len(data) * fraction)]  # the user's file untouched
 
 
-def test_truncated_file_inside_a_bag_directory(tmp_path):
+@pytest.mark.parametrize("source, metadata", [(DB3_BAG, True), (MCAP_BAG, False)])
+def test_truncated_file_inside_a_bag_directory(tmp_path, source, metadata):
+    """A killed rosbag2 leaves its storage file cut and often no metadata.yaml at all."""
     bag = tmp_path / "bag"
-    shutil.copytree(DB3_BAG.parent, bag)
-    storage = bag / DB3_BAG.name
+    shutil.copytree(source.parent, bag)
+    if not metadata:
+        (bag / "metadata.yaml").unlink()
+    storage = bag / source.name
     storage.write_bytes(storage.read_bytes()[: 600_000])
-    full = messages(DB3_BAG)
+    full = messages(source)
     got = messages(bag)
     assert 0 < len(got) < len(full) and got == full[: len(got)]
     result = cli("info", bag)

@@ -59,8 +59,11 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command; every failure ends as one stderr line and a non-zero exit."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the sub-command modules import
+        return 130
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
