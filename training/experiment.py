@@ -59,6 +59,8 @@ class Family:
     config: str | None = None  # default experiment YAML (None: --config is required)
     #: ROOT below the configured output folder (e.g. per encoder checkpoint); None: unchanged
     subroot: Callable[[Context], str] | None = None
+    #: torch CPU threads when --threads is not given (None: torch's default)
+    threads: int | None = None
     #: the experiment YAML's top-level sections: any other key is a ConfigError naming it and
     #: these (a typo must never be silently ignored); empty: not checked
     sections: tuple[str, ...] = ()
@@ -161,10 +163,11 @@ def run_step(args: argparse.Namespace) -> int:
     family: Family = args._family
     spec = family.steps[args.step]
     try:
-        if args.threads:
+        threads = args.threads or family.threads
+        if threads:
             import torch
 
-            torch.set_num_threads(max(1, args.threads))
+            torch.set_num_threads(max(1, threads))
         config = load_config(args.config, args.set)
         if family.sections:
             check_keys(config, family.sections)

@@ -110,5 +110,5 @@ FAMILY = Family("forecast", "event-sequence diffusion forecaster (E-Motion)", {
         option("--start-ms", type=float, default=0.0),
         option("--guide-frames", type=int, default=None),
         option("--png", default="out/forecast/sample.png"))),
-}, config=CONFIG, sections=("out", "data", "model", "fit", "simvp_model", "simvp", "sampling",
-                            "align", "evaluate", "report"))
+}, config=CONFIG, threads=1, sections=("out", "data", "model", "fit", "simvp_model", "simvp",
+                                       "sampling", "align", "evaluate", "report"))
