@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="make setup provides rclpy; run tests via make test")
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from event_camera_msgs.msg import EventPacket  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 from helpers.sim_cli import simulate_bag  # noqa: E402
@@ -120,6 +120,22 @@ def test_perception_node_end_to_end(checkpoint, sim_bag):
     assert int(values["windows_processed"]) >= len(got["depth"])
     assert float(values["latency_infer_ms"]) > 0
     assert values["clock_offset_ns"] != "None"
+    # one status per task, as diagnostic_updater names them, hardware_id the device; levels
+    # follow the last interval: the malformed input came early, the last report is calm
+    last = {st.name: st for st in got["diagnostics"][-1].status}
+    for task in ("perception", "ingest", "windows", "model", "output depth"):
+        assert f"event_fm_perception: {task}" in last, sorted(last)
+    assert {st.hardware_id for st in last.values()} == {"cpu"}
+    depth_age = {kv.key: kv.value for kv in last["event_fm_perception: output depth"].values}
+    assert "age_p50_ms" in depth_age or depth_age["published_recent"] == "0"
+    warned = [a for a in got["diagnostics"] for st in a.status
+              if st.name.endswith(": ingest") and st.level == DiagnosticStatus.WARN]
+    assert warned, "the malformed packets never raised the ingest status to WARN"
+    for array in got["diagnostics"]:
+        for st in array.status:
+            assert (st.level == DiagnosticStatus.OK) == (st.message in
+                                                         ("ok", "nothing published recently")) \
+                or st.name.endswith(": model"), (st.name, st.level, st.message)
     # the node kept publishing after the malformed input
     last = got["depth"][-1].header.stamp
     assert last.sec * 10**9 + last.nanosec == max(

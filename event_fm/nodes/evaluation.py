@@ -68,7 +68,7 @@ class Collector(Node):
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if status.name == "event_fm: perception":
+            if status.name.endswith(": perception"):  # the totals; tasks follow
                 self.outputs.diagnostics = {kv.key: kv.value for kv in status.values}
 
 

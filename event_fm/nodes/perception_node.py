@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, TransformStamped
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
@@ -28,12 +28,14 @@ from event_fm.common.stamps import set_stamp, stamp_to_ns
 from event_fm.io.decoders import warm_up as warm_up_decoders
 from event_fm.io.msg_definitions import LEGACY_ARRAY_TYPES
 from event_fm.models.checkpoint import embedded_checkpoint
+from event_fm.nodes.diagnostics import DiagnosticsReporter
 from event_fm.nodes.graph import TransitionFailed, run_lifecycle_nodes
 from event_fm.nodes.image_msgs import check_image
 from event_fm.nodes.output_topics import OutputTopic, image_topic, pose_messages
 from event_fm.nodes.parameters import declare, read_and_validate, reject_invalid_updates
 from event_fm.nodes.perception_params import HEADS, PARAMS
 from event_fm.nodes.ros_types import install_stop_handlers, message_class, qos_from_name
+from event_fm.pipeline.clock import ClockOffsetEstimator
 from event_fm.pipeline.engine import EngineConfig, PerceptionEngine, WindowResult, resolve_device
 
 
@@ -60,8 +62,15 @@ class PerceptionNode(LifecycleNode):
         self._frame_id = ""
         self._T_world_cam = np.eye(4)
         self.published = 0
-        self._last_events = (0, time.monotonic())
         self.malformed_images = 0
+        # arrival delay of event packets (ROS now - header stamp): its running minimum is the
+        # transport baseline (or a replayed bag's offset), what exceeds it waited in a queue
+        self._arrival = ClockOffsetEstimator(window_ns=30_000_000_000,
+                                             reset_threshold_ns=3600 * 10**9)
+        self._input_lag_ms: float | None = None
+        self._ages_lock = threading.Lock()
+        self._output_ages: dict[str, list[float]] = {}
+        self._reporter: DiagnosticsReporter | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -126,6 +135,7 @@ class PerceptionNode(LifecycleNode):
         self.get_logger().info(
             f"model {checkpoint} on {self.engine.device}; outputs {sorted(self._enabled)}")
         warm_up_decoders()  # JIT now, not inside the first packet's callback
+        self._reporter = DiagnosticsReporter(self.get_name(), v["max_window_age_ms"])
         self._subscribe()
         self._running.set()
         self._worker = threading.Thread(target=self._work, name="event_fm_worker", daemon=True)
@@ -210,7 +220,19 @@ class PerceptionNode(LifecycleNode):
     def _on_packet(self, msg) -> None:
         if not self._frame_id:
             self._frame_id = self.values["frame_id"] or msg.header.frame_id or "event_camera"
+        self._note_arrival(stamp_to_ns(msg.header.stamp))
         self.engine.add_packet(msg)
+
+    def _note_arrival(self, stamp_ns: int) -> None:
+        now = self.get_clock().now().nanoseconds
+        baseline = self._arrival.update(now, stamp_ns)
+        self._input_lag_ms = (now - stamp_ns - baseline) / 1e6
+
+    def _now_in_stamp_time(self) -> int | None:
+        """ROS now on the input stamps' time base (minus the transport baseline), so a replayed
+        bag's old stamps are not all 'stale'; None before the first packet."""
+        baseline = self._arrival.offset_ns
+        return None if baseline is None else self.get_clock().now().nanoseconds - baseline
 
     def _on_legacy(self, msg) -> None:
         try:
@@ -261,7 +283,7 @@ class PerceptionNode(LifecycleNode):
             if engine is None:
                 return
             try:
-                spec = engine.next_window()
+                spec = engine.next_window(self._now_in_stamp_time())
                 if spec is None:
                     time.sleep(0.002)
                     continue
@@ -284,6 +306,10 @@ class PerceptionNode(LifecycleNode):
             if row.always or publisher.get_subscription_count() > 0:
                 for msg in row.convert(value, r.stamp_ns, frame):
                     publisher.publish(msg)
+                now = self._now_in_stamp_time()
+                if now is not None:
+                    with self._ages_lock:
+                        self._output_ages.setdefault(name, []).append((now - r.stamp_ns) / 1e6)
         self.published += 1
 
     def _tf_messages(self, pose, stamp_ns: int, frame: str) -> list[TFMessage]:
@@ -304,32 +330,20 @@ class PerceptionNode(LifecycleNode):
         return [TFMessage(transforms=[tf])]
 
     def _publish_diagnostics(self) -> None:
-        engine = self.engine
-        if engine is None:
+        engine, reporter = self.engine, self._reporter
+        if engine is None or reporter is None:
             return
         d = engine.diagnostics()
         d["malformed_images"] = self.malformed_images
         d["published_windows"] = self.published
-        events, when = d["events"], time.monotonic()
-        d["event_rate_ev_s"] = (events - self._last_events[0]) / max(1e-6, when -
-                                                                     self._last_events[1])
-        self._last_events = (events, when)
-        status = DiagnosticStatus(name="event_fm: perception", hardware_id=self.get_name())
-        problems = [k for k in ("windows_dropped_behind", "windows_dropped_stale",
-                                "window_errors") if d.get(k)]
-        bad_input = sum(v for k, v in d["malformed"].items() if k != "ignored")
-        status.level = DiagnosticStatus.WARN if problems or bad_input or self.malformed_images \
-            else DiagnosticStatus.OK
-        status.message = "dropping windows or input" if status.level else "ok"
-        flat = dict(d)
-        for reason, count in d.pop("malformed").items():
-            flat[f"malformed_{reason}"] = count
-        flat.pop("malformed", None)
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in sorted(flat.items())]
-        array = DiagnosticArray(status=[status])
+        with self._ages_lock:
+            ages, self._output_ages = self._output_ages, {}
+        subscribed = [n for n, pub in self._pubs.items() if pub.get_subscription_count() > 0]
+        statuses = reporter.statuses(d, time.monotonic(), str(engine.device), ages,
+                                     self._input_lag_ms, subscribed)
+        array = DiagnosticArray(status=statuses)
         array.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(array)
-
 
 def main(argv: list[str] | None = None) -> int:
     """ros2 run entry point; ``--no-autostart`` leaves the node unconfigured (lifecycle

@@ -158,8 +158,11 @@ class PerceptionEngine:
         return out
 
     # -- scheduling (worker side) --------------------------------------------------------------
-    def next_window(self) -> WindowSpec | None:
-        """The newest due window; older due ones are dropped (counted), as are stale ones."""
+    def next_window(self, now_ns: int | None = None) -> WindowSpec | None:
+        """The newest due window; older due ones are dropped (counted), as are stale ones:
+        older than ``max_window_age_ms`` behind the newest event, or — given the ROS time
+        ``now_ns`` — behind now (input that waited in the DDS queue is old however fresh it
+        looks against the events that came with it)."""
         with self._lock:
             due = self.scheduler.due(self.buffer.t_first, self.buffer.t_last, self.clock)
             t_last = self.buffer.t_last
@@ -168,7 +171,9 @@ class PerceptionEngine:
         self.counters["windows_due"] += len(due)
         self.counters["windows_dropped_behind"] += len(due) - 1
         spec = due[-1]
-        if t_last is not None and t_last - spec.t_end > self.config.max_window_age_ms * 1e6:
+        max_age_ns = self.config.max_window_age_ms * 1e6
+        if (t_last is not None and t_last - spec.t_end > max_age_ns) or (
+                now_ns is not None and now_ns - spec.stamp_ns > max_age_ns):
             self.counters["windows_dropped_stale"] += 1
             return None
         return spec
@@ -243,7 +248,9 @@ class PerceptionEngine:
         processed = max(1, self.counters["windows_processed"])
         return {
             "events": stats.events, "messages": stats.messages, "seq_gaps": stats.seq_gaps,
-            "sensor_resets": stats.sensor_resets,
+            "sensor_resets": stats.sensor_resets, "seq_backwards": stats.seq_backwards,
+            "packets_quarantined": stats.quarantined,
+            "windows_skipped_gap": self.scheduler.windows_skipped,
             "decode_ms_per_msg": stats.decode_ns / 1e6 / max(1, stats.messages),
             "malformed": dict(stats.dropped),
             "buffer_events": len(self.buffer), "buffer_evicted": self.buffer.evicted,
@@ -254,4 +261,5 @@ class PerceptionEngine:
                for k, v in output.diagnostics().items()},
             **dict(self.counters),
             **{f"latency_{k}_ms": 1e3 * v / processed for k, v in self.latency_sum.items()},
+            **{f"latency_sum_{k}": float(v) for k, v in self.latency_sum.items()},
         }
