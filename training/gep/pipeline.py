@@ -25,7 +25,10 @@ from .train import fit
 log = logging.getLogger(__name__)
 
 
-class Steps:
+class GEPSession:
+    """What the gep steps share: the aligned encoders, the splits, the device and the caches
+    under ROOT (each step reads the previous one's files, so they also run one by one)."""
+
     def __init__(self, config: dict, checkpoint: Path, root: Path, device: str | None = None):
         self.config, self.checkpoint, self.root = config, Path(checkpoint), Path(root)
         self.device = resolve_device(device or config.get("fit", {}).get("device", "auto"))

@@ -1,4 +1,4 @@
-"""docs/gep.{md,json} and plots from an evaluation report (training/gep/pipeline.Steps)."""
+"""docs/gep.{md,json} and plots from an evaluation report (training/gep/pipeline.GEPSession)."""
 
 from __future__ import annotations
 

@@ -34,10 +34,10 @@ def checkpoint_slug(ctx: Context) -> str:
 
 
 def _session(ctx: Context):
-    from training.gep.pipeline import Steps
+    from training.gep.pipeline import GEPSession
 
-    return Steps(ctx.config, resolve_checkpoint(ctx.config, ctx.opt("checkpoint")), ctx.root,
-                 ctx.opt("device"))
+    return GEPSession(ctx.config, resolve_checkpoint(ctx.config, ctx.opt("checkpoint")),
+                      ctx.root, ctx.opt("device"))
 
 
 def _tokens(ctx: Context) -> None:
