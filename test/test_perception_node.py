@@ -15,10 +15,12 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="make setup provides rclpy; run tests via make test")
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from event_camera_msgs.msg import EventPacket  # noqa: E402
-from geometry_msgs.msg import PoseStamped  # noqa: E402
+from geometry_msgs.msg import PoseStamped, TransformStamped  # noqa: E402
 from helpers.sim_cli import simulate_bag  # noqa: E402
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from event_fm.io.rosbag import BagReader  # noqa: E402
 
@@ -50,11 +52,13 @@ def test_perception_node_end_to_end(checkpoint, sim_bag):
          "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu",
          "-p", "image_topic:=/camera/image_raw", "-p", "camera_info_topic:=/camera/camera_info",
          "-p", "window_mode:=frame", "-p", "window_ms:=50.0",
-         "-p", "diagnostics_period_s:=0.5", "-p", "memory_hold:=false"],
+         "-p", "diagnostics_period_s:=0.5", "-p", "memory_hold:=false",
+         "-p", "publish_tf:=true", "-p", "odom_frame:=odom", "-p", "base_frame:=base_link"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     rclpy.init()
     got: dict[str, list] = {"depth": [], "semantic": [], "semantic_color": [], "pose": [],
-                            "events_image": [], "diagnostics": []}
+                            "events_image": [], "diagnostics": [], "camera_info": [],
+                            "odom": [], "tf": []}
     try:
         node = rclpy.create_node("perception_test_client")
         for name in ("depth", "semantic", "semantic_color", "events_image"):
@@ -63,6 +67,19 @@ def test_perception_node_end_to_end(checkpoint, sim_bag):
         node.create_subscription(PoseStamped, "/event_fm_perception/pose",
                                  got["pose"].append, 10)
         node.create_subscription(DiagnosticArray, "/diagnostics", got["diagnostics"].append, 10)
+        node.create_subscription(CameraInfo, "/event_fm_perception/camera_info",
+                                 got["camera_info"].append, 10)
+        node.create_subscription(Odometry, "/event_fm_perception/odom", got["odom"].append, 10)
+        node.create_subscription(TFMessage, "/tf", got["tf"].append, 100)
+        # the robot's URDF: the camera 0.3 m above the base (REP-105: odom -> base_link)
+        static = node.create_publisher(TFMessage, "/tf_static", QoSProfile(
+            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+            reliability=ReliabilityPolicy.RELIABLE))
+        mount = TransformStamped()
+        mount.header.frame_id, mount.child_frame_id = "base_link", "event_camera"
+        mount.transform.translation.z = 0.3
+        mount.transform.rotation.w = 1.0
+        static.publish(TFMessage(transforms=[mount]))
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
                          reliability=ReliabilityPolicy.BEST_EFFORT)
         bad_events = node.create_publisher(EventPacket, "/event_camera/events", qos)
@@ -114,6 +131,19 @@ def test_perception_node_end_to_end(checkpoint, sim_bag):
     assert len(got["pose"]) >= 1
     q = got["pose"][-1].pose.orientation
     assert abs(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2 - 1) < 1e-6
+    # depth comes with camera_info (same stamps, K of the sensor size: depth_image_proc input)
+    info_stamps = {_ns(m) for m in got["camera_info"]}
+    assert {_ns(m) for m in got["depth"]} <= info_stamps | {_ns(got["depth"][0])}
+    info = got["camera_info"][-1]
+    assert (info.width, info.height, info.header.frame_id) == (W, H, "event_camera")
+    assert info.k[0] > 0 and info.k[8] == 1.0
+    # odometry and /tf per REP-105: odom -> base_link, the camera mount taken from /tf_static
+    assert got["odom"], "no ~/odom"
+    odom = got["odom"][-1]
+    assert (odom.header.frame_id, odom.child_frame_id) == ("odom", "base_link")
+    transforms = [t for m in got["tf"] for t in m.transforms]
+    assert transforms and all((t.header.frame_id, t.child_frame_id) == ("odom", "base_link")
+                              for t in transforms)
     values = {kv.key: kv.value for kv in got["diagnostics"][-1].status[0].values}
     assert int(values["malformed_unknown_encoding"]) >= 1
     assert int(values["malformed_images"]) >= 1
@@ -140,3 +170,7 @@ def test_perception_node_end_to_end(checkpoint, sim_bag):
     last = got["depth"][-1].header.stamp
     assert last.sec * 10**9 + last.nanosec == max(
         m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in got["depth"])
+
+
+def _ns(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec

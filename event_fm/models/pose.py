@@ -26,6 +26,7 @@ class RelativePose(NamedTuple):
     R: np.ndarray
     t: np.ndarray
     inliers: np.ndarray
+    metric: bool = False  # t in metres (scaled by depth), else unit length
 
     @property
     def ok(self) -> bool:

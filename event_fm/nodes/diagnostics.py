@@ -59,7 +59,8 @@ class DiagnosticsReporter:
 
         events = self._delta(d, "events")
         ingest = {"event_rate_ev_s": events / dt if dt else 0.0,
-                  "input_age_ms": input_age_ms if input_age_ms is not None else "none yet",
+                  "input_age_ms": input_age_ms if input_age_ms is not None
+                  else "n/a (no live input: replayed stamps)",
                   **{f"{k}_recent": int(self._delta(d, k)) for k in (
                       "seq_gaps", "seq_backwards", "sensor_resets", "packets_quarantined")},
                   **{f"malformed_{k}_recent": v for k, v in new_malformed.items()},

@@ -64,7 +64,8 @@ class Collector(Node):
         T = np.eye(4)
         T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
         T[:3, 3] = [p.x, p.y, p.z]
-        self.outputs.pose[stamp_to_ns(msg.header.stamp)] = T
+        # ~/pose is the current camera in the previous one's frame; scoring wants T(c1 <- c0)
+        self.outputs.pose[stamp_to_ns(msg.header.stamp)] = np.linalg.inv(T)
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import Image
 
@@ -53,8 +54,19 @@ def pose_stamped(R, t, stamp_ns: int, frame_id: str) -> PoseStamped:
     return msg
 
 
+def camera_motion(pose) -> np.ndarray:
+    """T(prev <- cur): this window's camera in the previous window's camera frame, from a
+    RelativePose (X_cur = R X_prev + t)."""
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = pose.R, pose.t.reshape(3)
+    return np.linalg.inv(T)
+
+
 def pose_messages(pose, stamp_ns: int, frame_id: str) -> list[PoseStamped]:
-    """A RelativePose as ``~/pose`` (motion from the previous window); failed ones are not sent."""
+    """``~/pose``: the camera's motion since the previous window, as the pose of the current
+    camera in the previous camera's frame (the direction /tf and ~/odom use); translation in
+    metres when depth gave the scale, else of unit length. Failed estimates are not sent."""
     if pose is None or not pose.ok:
         return []
-    return [pose_stamped(pose.R, pose.t, stamp_ns, frame_id)]
+    T = camera_motion(pose)
+    return [pose_stamped(T[:3, :3], T[:3, 3], stamp_ns, frame_id)]

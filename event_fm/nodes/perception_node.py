@@ -19,7 +19,10 @@ from pathlib import Path
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, TransformStamped
+from nav_msgs.msg import Odometry
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
@@ -37,6 +40,9 @@ from event_fm.nodes.perception_params import HEADS, PARAMS
 from event_fm.nodes.ros_types import install_stop_handlers, message_class, qos_from_name
 from event_fm.pipeline.clock import ClockOffsetEstimator
 from event_fm.pipeline.engine import EngineConfig, PerceptionEngine, WindowResult, resolve_device
+
+#: stamps within this of ROS now come from a live source on this clock (not a replayed bag)
+LIVE_BASELINE_NS = 10_000_000_000
 
 
 def default_checkpoint() -> Path:
@@ -60,7 +66,7 @@ class PerceptionNode(LifecycleNode):
         self._running = threading.Event()
         self._diag_timer = None
         self._frame_id = ""
-        self._T_world_cam = np.eye(4)
+        self._T_base_cam = np.eye(4)  # the camera on the base (from /tf_static)
         self.published = 0
         self.malformed_images = 0
         # arrival delay of event packets (ROS now - header stamp): its running minimum is the
@@ -97,9 +103,12 @@ class PerceptionNode(LifecycleNode):
         v = self.values
         table = {name: image_topic(name, encoding) for name, encoding in (
             ("depth", "32FC1"), ("semantic", "mono8"), ("semantic_color", "rgb8"))}
+        table["camera_info"] = OutputTopic("depth", "~/camera_info", CameraInfo,
+                                           self._camera_info_messages, 5)
         table["pose"] = OutputTopic("pose", "~/pose", PoseStamped, pose_messages, 10)
+        table["odom"] = OutputTopic("odometry", "~/odom", Odometry, self._odom_messages, 10)
         if v["publish_tf"]:
-            table["tf"] = OutputTopic("pose", "/tf", TFMessage, self._tf_messages, 100,
+            table["tf"] = OutputTopic("odometry", "/tf", TFMessage, self._tf_messages, 100,
                                       always=True)
         table["events_image"] = image_topic("events_image", "rgb8")
         table["reconstruction"] = image_topic("reconstruction", "rgb8")
@@ -216,6 +225,11 @@ class PerceptionNode(LifecycleNode):
         if v["camera_info_topic"]:
             self._subs.append(self.create_subscription(CameraInfo, v["camera_info_topic"],
                                                        self._on_camera_info, image_qos))
+        if v["base_frame"]:
+            static = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                                reliability=ReliabilityPolicy.RELIABLE)
+            self._subs.append(self.create_subscription(TFMessage, "/tf_static",
+                                                       self._on_tf_static, static))
 
     def _on_packet(self, msg) -> None:
         if not self._frame_id:
@@ -226,13 +240,18 @@ class PerceptionNode(LifecycleNode):
     def _note_arrival(self, stamp_ns: int) -> None:
         now = self.get_clock().now().nanoseconds
         baseline = self._arrival.update(now, stamp_ns)
-        self._input_lag_ms = (now - stamp_ns - baseline) / 1e6
+        live = abs(baseline) <= LIVE_BASELINE_NS
+        self._input_lag_ms = (now - stamp_ns - baseline) / 1e6 if live else None
 
     def _now_in_stamp_time(self) -> int | None:
-        """ROS now on the input stamps' time base (minus the transport baseline), so a replayed
-        bag's old stamps are not all 'stale'; None before the first packet."""
+        """ROS now on the input stamps' time base (minus the transport baseline), when the
+        stamps are on this clock (a live driver: the baseline is transport delay); None for a
+        replayed recording, whose stamps are from another day and whose pace is the replay's,
+        and before the first packet."""
         baseline = self._arrival.offset_ns
-        return None if baseline is None else self.get_clock().now().nanoseconds - baseline
+        if baseline is None or abs(baseline) > LIVE_BASELINE_NS:
+            return None
+        return self.get_clock().now().nanoseconds - baseline
 
     def _on_legacy(self, msg) -> None:
         try:
@@ -312,22 +331,83 @@ class PerceptionNode(LifecycleNode):
                         self._output_ages.setdefault(name, []).append((now - r.stamp_ns) / 1e6)
         self.published += 1
 
-    def _tf_messages(self, pose, stamp_ns: int, frame: str) -> list[TFMessage]:
-        """/tf: the chain of relative poses, odom_frame -> camera frame."""
-        if pose is None or not pose.ok:
-            return []
-        T_c1_c0 = np.eye(4)
-        T_c1_c0[:3, :3], T_c1_c0[:3, 3] = pose.R, pose.t.reshape(3)
-        self._T_world_cam = self._T_world_cam @ np.linalg.inv(T_c1_c0)
+    # -- odometry (REP-105) ------------------------------------------------------------------
+    def _on_tf_static(self, msg: TFMessage) -> None:
+        """The camera's mounting on the base (base_frame -> camera frame, one hop) from the
+        robot's static transforms, so ~/odom and /tf track the base, not the camera."""
+        camera = self._frame_id or self.values["frame_id"]
+        for tf in msg.transforms:
+            if tf.header.frame_id == self.values["base_frame"] and tf.child_frame_id == camera:
+                r, p = tf.transform.rotation, tf.transform.translation
+                T = np.eye(4)
+                T[:3, :3] = Rotation.from_quat([r.x, r.y, r.z, r.w]).as_matrix()
+                T[:3, 3] = [p.x, p.y, p.z]
+                self._T_base_cam = T
+
+    def _body(self, frame: str) -> tuple[str, np.ndarray, np.ndarray]:
+        """(tracked frame, T(base <- camera), its inverse): the camera itself without a base."""
+        if self.values["base_frame"]:
+            return self.values["base_frame"], self._T_base_cam, np.linalg.inv(self._T_base_cam)
+        return frame, np.eye(4), np.eye(4)
+
+    def _odom_messages(self, odo, stamp_ns: int, frame: str) -> list[Odometry]:
+        """~/odom: pose of the tracked frame in odom_frame (the first window's pose of it) and
+        its velocity in its own frame; covariance -1 on translation when not metric."""
+        child, T_bc, T_cb = self._body(frame)
+        T = T_bc @ odo.T_odom_cam @ T_cb
+        step = T_bc @ odo.T_prev_cur @ T_cb
+        msg = Odometry()
+        set_stamp(msg.header.stamp, stamp_ns)
+        msg.header.frame_id, msg.child_frame_id = self.values["odom_frame"], child
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        p.x, p.y, p.z = (float(v) for v in T[:3, 3])
+        q.x, q.y, q.z, q.w = (float(v) for v in quaternion_xyzw(T[:3, :3]))
+        if odo.dt_s > 0 and odo.tracking:
+            lin, ang = msg.twist.twist.linear, msg.twist.twist.angular
+            lin.x, lin.y, lin.z = (float(v) / odo.dt_s for v in step[:3, 3])
+            ang.x, ang.y, ang.z = (float(v) / odo.dt_s
+                                   for v in Rotation.from_matrix(step[:3, :3]).as_rotvec())
+        if not odo.metric:  # scale unknown: translations are directions only
+            for i in range(3):
+                msg.pose.covariance[7 * i] = -1.0
+                msg.twist.covariance[7 * i] = -1.0
+        return [msg]
+
+    def _tf_messages(self, odo, stamp_ns: int, frame: str) -> list[TFMessage]:
+        """/tf: odom_frame -> base_frame (or the camera frame when no base is set)."""
+        child, T_bc, T_cb = self._body(frame)
+        T = T_bc @ odo.T_odom_cam @ T_cb
         tf = TransformStamped()
         set_stamp(tf.header.stamp, stamp_ns)
         tf.header.frame_id = self.values["odom_frame"]
-        tf.child_frame_id = frame
+        tf.child_frame_id = child
         tr = tf.transform.translation
-        tr.x, tr.y, tr.z = (float(v) for v in self._T_world_cam[:3, 3])
+        tr.x, tr.y, tr.z = (float(v) for v in T[:3, 3])
         rot = tf.transform.rotation
-        rot.x, rot.y, rot.z, rot.w = (float(v) for v in quaternion_xyzw(self._T_world_cam[:3, :3]))
+        rot.x, rot.y, rot.z, rot.w = (float(v) for v in quaternion_xyzw(T[:3, :3]))
         return [TFMessage(transforms=[tf])]
+
+    def _camera_info_messages(self, depth, stamp_ns: int, frame: str) -> list[CameraInfo]:
+        """~/camera_info beside ~/depth (same stamp, K for the depth image's size), so
+        depth_image_proc can make a point cloud; nothing while the intrinsics are unknown."""
+        K = self.engine.K if self.engine is not None else None
+        if K is None:
+            return []
+        h, w = depth.shape[:2]
+        sensor_w, sensor_h = self.engine.sensor_size
+        sx, sy = (w / sensor_w, h / sensor_h) if sensor_w and sensor_h else (1.0, 1.0)
+        Ks = np.diag([sx, sy, 1.0]) @ K
+        msg = CameraInfo()
+        set_stamp(msg.header.stamp, stamp_ns)
+        msg.header.frame_id = frame
+        msg.width, msg.height = int(w), int(h)
+        msg.distortion_model = "plumb_bob"
+        msg.d = [0.0] * 5
+        msg.k = [float(v) for v in Ks.reshape(-1)]
+        msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        msg.p = [float(Ks[0, 0]), 0.0, float(Ks[0, 2]), 0.0, 0.0, float(Ks[1, 1]),
+                 float(Ks[1, 2]), 0.0, 0.0, 0.0, 1.0, 0.0]
+        return [msg]
 
     def _publish_diagnostics(self) -> None:
         engine, reporter = self.engine, self._reporter

@@ -52,8 +52,11 @@ PARAMS = [
     ParamSpec("buffer_max_events", 50_000_000, "event buffer capacity", min=10_000,
               max=2_000_000_000),
     ParamSpec("frame_id", "", "frame_id of outputs (empty: the event packets' frame_id)"),
-    ParamSpec("publish_tf", False, "also publish the relative pose chain on /tf"),
-    ParamSpec("odom_frame", "event_fm_odom", "parent frame of the /tf chain"),
+    ParamSpec("publish_tf", False, "also publish the odometry on /tf: odom_frame -> base_frame "
+              "(REP-105)"),
+    ParamSpec("odom_frame", "event_fm_odom", "the odometry frame (~/odom, /tf parent)"),
+    ParamSpec("base_frame", "", "the robot body tracked by ~/odom and /tf; the camera's pose "
+              "on it comes from /tf_static (empty: the camera frame itself)"),
     ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics", min=0.05, max=3600.0),
 ]
 

@@ -124,15 +124,19 @@ class PoseOutput(Output):
 
     name, heads, stage = "pose", ("matching",), "postprocess"
 
-    def __init__(self, max_keypoints: int = 1024) -> None:
+    def __init__(self, max_keypoints: int = 1024, min_scale_points: int = 8) -> None:
         self.max_keypoints = max_keypoints
+        self.min_scale_points = min_scale_points
         self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._previous_depth: torch.Tensor | None = None
         self.intrinsics_assumed = False
 
     def compute(self, window: Window) -> RelativePose | None:
         desc = window.heads["descriptors"][0].float()
         conf = window.heads["confidence"][0].float()
+        depth = window.heads.get("depth")
         previous, self._previous = self._previous, (desc, conf)
+        previous_depth, self._previous_depth = self._previous_depth, depth
         if previous is None:
             return None
         stride = window.height / desc.shape[-2]
@@ -145,13 +149,84 @@ class PoseOutput(Output):
             h, w = window.size
             f = float(max(h, w))
             K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
-        pose = estimate_relative_pose(k0.cpu().numpy(), k1.cpu().numpy(), K, K,
-                                      threshold_px=max(1.0, stride / 4))
+        k0, k1 = k0.cpu().numpy(), k1.cpu().numpy()
+        pose = estimate_relative_pose(k0, k1, K, K, threshold_px=max(1.0, stride / 4))
         window.counters["pose_ok" if pose.ok else "pose_failed"] += 1
+        if pose.ok and depth is not None and previous_depth is not None:
+            scale = self._metric_scale(pose, k0, k1, previous_depth, depth, K, window.size)
+            if scale is not None:
+                pose = pose._replace(t=pose.t * scale, metric=True)
+                window.counters["pose_metric"] += 1
         return pose
+
+    def _metric_scale(self, pose: RelativePose, k0, k1, depth0, depth1, K,
+                      size: tuple[int, int]) -> float | None:
+        """Length of t in metres from the depth of both windows at the inlier matches: each
+        match gives X1 - R X0 = s t (unit t), so s = t . (X1 - R X0); the median is robust to
+        depth outliers. None when too few matches have depth."""
+        inl = np.asarray(pose.inliers, bool)
+        if inl.sum() < self.min_scale_points:
+            return None
+        d0 = _sample(depth0, k0[inl], size)
+        d1 = _sample(depth1, k1[inl], size)
+        ok = np.isfinite(d0) & np.isfinite(d1) & (d0 > 0) & (d1 > 0)
+        if ok.sum() < self.min_scale_points:
+            return None
+        Kinv = np.linalg.inv(K)
+        X0 = d0[ok, None] * (np.c_[k0[inl][ok], np.ones(ok.sum())] @ Kinv.T)
+        X1 = d1[ok, None] * (np.c_[k1[inl][ok], np.ones(ok.sum())] @ Kinv.T)
+        t = pose.t.reshape(3) / max(np.linalg.norm(pose.t), 1e-12)
+        s = float(np.median((X1 - X0 @ pose.R.T) @ t))
+        return s if s > 0 else None
 
     def diagnostics(self) -> dict[str, Any]:
         return {"intrinsics_assumed": self.intrinsics_assumed}
+
+
+def _sample(depth: torch.Tensor, points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The (1, 1, h, w) depth head at pixel positions of the (H, W) sensor image."""
+    d = depth[0, 0].float().cpu().numpy()
+    h, w = d.shape
+    x = np.clip((points[:, 0] + 0.5) * w / size[1] - 0.5, 0, w - 1).round().astype(int)
+    y = np.clip((points[:, 1] + 0.5) * h / size[0] - 0.5, 0, h - 1).round().astype(int)
+    return d[y, x]
+
+
+@dataclass
+class Odometry:
+    """The camera's pose in the odometry frame (the camera at the first window of the chain),
+    and the motion of the last step, seen from the previous camera."""
+
+    T_odom_cam: np.ndarray  # 4x4
+    T_prev_cur: np.ndarray  # 4x4: this window's camera in the previous one's frame
+    dt_s: float
+    metric: bool  # translations in metres (depth-scaled), else unit steps
+    tracking: bool  # False: the pose failed and the chain held still
+
+
+class OdometryOutput(Output):
+    """Chains the relative poses (REP-105 style odometry: continuous, drifting, no jumps)."""
+
+    name, requires, stage = "odometry", ("pose",), "postprocess"
+
+    def __init__(self) -> None:
+        self.T = np.eye(4)
+        self._last_stamp: int | None = None
+
+    def compute(self, window: Window) -> Odometry | None:
+        pose = window.values.get("pose")
+        last, self._last_stamp = self._last_stamp, window.stamp_ns
+        if last is None:
+            return Odometry(self.T.copy(), np.eye(4), 0.0, False, pose is not None)
+        step = np.eye(4)
+        tracking = pose is not None and pose.ok
+        if tracking:
+            T_cur_prev = np.eye(4)
+            T_cur_prev[:3, :3], T_cur_prev[:3, 3] = pose.R, pose.t.reshape(3)
+            step = np.linalg.inv(T_cur_prev)
+            self.T = self.T @ step
+        return Odometry(self.T.copy(), step, (window.stamp_ns - last) / 1e9,
+                        bool(tracking and pose.metric), tracking)
 
 
 class EventsImageOutput(Output):
@@ -167,4 +242,4 @@ class EventsImageOutput(Output):
 def standard_outputs() -> list[Output]:
     """The outputs every engine registers; those whose heads the model lacks stay unavailable."""
     return [DepthOutput(), SemanticOutput(), SemanticColorOutput(), PoseOutput(),
-            EventsImageOutput()]
+            OdometryOutput(), EventsImageOutput()]
