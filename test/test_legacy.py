@@ -126,3 +126,40 @@ def test_conversion_speed():
     elapsed = time.perf_counter() - t0
     assert len(ev) == n and ev["p"].sum() == n // 2
     assert elapsed < 2.0, f"{elapsed:.2f} s"
+
+
+def test_legacy_arrays_feed_the_sample_assembler(typestore):
+    """recorder_node and the dataset builder cut samples through StreamIngest; legacy arrays
+    (no encoding, no seq) were once dropped there as malformed and 0 samples came out."""
+    from event_fm.dataset.sync import SampleAssembler, SyncConfig
+
+    Image = typestore.types["sensor_msgs/msg/Image"]
+    Header = typestore.types["std_msgs/msg/Header"]
+    Time = typestore.types["builtin_interfaces/msg/Time"]
+    config = SyncConfig(event_topic="/dvs/events", clean_image_topic=None, depth_topic=None,
+                        semantic_topic=None, pose_topic=None, window_ms=20.0)
+    assembler = SampleAssembler(config, {"image"}, "/dvs/events", "legacy")
+    rng = np.random.default_rng(0)
+    samples, sent = [], []
+    for k in range(30):  # 10 ms arrays, a frame every 50 ms
+        t0 = 10 * k * 1_000_000
+        ts = np.sort(rng.integers(t0, t0 + 10_000_000, 50))
+        rows = [(int(rng.integers(0, 64)), int(rng.integers(0, 48)), 1, int(t), 1) for t in ts]
+        sent.append(_expected(rows))
+        assembler.add_event_packet(_ros2_msg(typestore, "dvs_msgs", rows, 64, 48,
+                                             stamp=(1, t0 + 10_000_000)))
+        if k % 5 == 4:
+            stamp = Time(sec=1, nanosec=t0 + 10_000_000)
+            frame = Image(header=Header(stamp=stamp, frame_id="cam"), height=48, width=64,
+                          encoding="mono8", is_bigendian=0, step=64,
+                          data=np.zeros(64 * 48, np.uint8))
+            assembler.add("image", frame)
+        samples += list(assembler.ready())
+    assert assembler.ingest.stats.dropped["malformed_message"] == 0
+    assert len(samples) >= 4
+    events = np.concatenate(sent)
+    for sample in samples:
+        lo = sample.t_end - 20_000_000
+        expected = events[(events["t"] >= lo) & (events["t"] < sample.t_end)]
+        np.testing.assert_array_equal(sample.events, expected)
+        assert (sample.width, sample.height) == (64, 48)

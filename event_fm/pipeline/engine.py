@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from event_fm.common.devices import resolve_device
-from event_fm.io.legacy import legacy_to_batch
 from event_fm.models import MemoryHold, load_model
 from event_fm.pipeline.buffer import EventBuffer
 from event_fm.pipeline.clock import ClockOffsetEstimator
@@ -107,18 +106,10 @@ class PerceptionEngine:
 
     def add_legacy_array(self, msg) -> int:
         """Buffer one per-event array message (dvs/prophesee/event_array_msgs); its geometry
-        becomes the sensor size. A malformed one is counted like a malformed packet and
-        re-raised, so the caller can say why."""
-        try:
-            batch = legacy_to_batch(msg, topic=self.ingest.topic)
-        except Exception:
-            with self._lock:
-                self.ingest.stats.dropped["malformed_message"] += 1
-            raise
+        becomes the sensor size; a malformed one is counted."""
         with self._lock:
-            self.ingest.decoder.width, self.ingest.decoder.height = batch.width, batch.height
-            self.ingest.add_batch(batch)
-        return len(batch)
+            batch = self.ingest.add_legacy_array(msg)
+        return len(batch) if batch is not None else 0
 
     def add_frame(self, stamp_ns: int) -> None:
         with self._lock:

@@ -25,6 +25,7 @@ import numpy as np
 
 from event_fm.common.throttle import ThrottledLog
 from event_fm.io.events import EventBatch
+from event_fm.io.legacy import legacy_to_batch
 from event_fm.io.readers import PacketDecoder
 from event_fm.pipeline.buffer import EventBuffer
 from event_fm.pipeline.clock import ClockOffsetEstimator
@@ -73,8 +74,11 @@ class StreamIngest:
 
     # -- packets -----------------------------------------------------------------------------
     def add_packet(self, msg) -> EventBatch | None:
-        """Decode and buffer one EventPacket-like message; returns what was accepted (None when
-        nothing was). Never raises on bad data."""
+        """Decode and buffer one event message — an EventPacket-like packet, or a legacy
+        per-event array (dvs_msgs, prophesee_event_msgs, dv_ros2 EventArray: no encoding, no
+        seq) — returns what was accepted (None when nothing was). Never raises on bad data."""
+        if not hasattr(msg, "encoding") and hasattr(msg, "events"):
+            return self.add_legacy_array(msg)
         started = time.perf_counter_ns()
         self.stats.messages += 1
         before = self.decoder.snapshot()
@@ -92,6 +96,28 @@ class StreamIngest:
                 self._warn.warning(reason, "%s: dropping packet: %s", self.topic, reason)
         self._check_seq(batch.seq)
         return self._admit(batch, before, msg)
+
+    def add_legacy_array(self, msg) -> EventBatch | None:
+        """A legacy per-event array; its geometry becomes the stream's. Counted as malformed
+        (not raised) when it cannot be read."""
+        self.stats.messages += 1
+        try:
+            batch = legacy_to_batch(msg, topic=self.topic)
+        except Exception as exc:  # noqa: BLE001 - malformed messages are counted, not fatal
+            self.stats.dropped["malformed_message"] += 1
+            self._warn.warning("malformed", "%s: dropping malformed event array: %s",
+                               self.topic, exc)
+            return None
+        if max(batch.width, batch.height) > self.decoder.max_side:
+            self.stats.dropped["implausible_geometry"] += 1
+            self._warn.warning("implausible_geometry", "%s: dropping event array: "
+                               "implausible geometry %dx%d", self.topic, batch.width,
+                               batch.height)
+            return None
+        if batch.width and batch.height:
+            self.decoder.width, self.decoder.height = batch.width, batch.height
+        self.stats.dropped.update(batch.dropped)
+        return self.add_batch(batch)
 
     def add_batch(self, batch: EventBatch) -> EventBatch | None:
         """Buffer already-decoded events (legacy per-event arrays): same timing checks."""
