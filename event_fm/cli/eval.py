@@ -8,6 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from event_fm.cli.domain import add_domain_argument, apply_domain
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bag", help="recording with /gt/depth, /gt/semantic, /gt/pose topics")
@@ -16,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--window-ms", type=float, default=50.0)
+    add_domain_argument(parser, private_by_default=True)
 
 
 def checkpoint_note(path: Path) -> str:
@@ -104,6 +107,11 @@ def run(args: argparse.Namespace) -> int:
     problem = writable_dir(args.out) or bag_event_problem(args.bag)
     if problem:
         print(f"event-fm eval: {problem}", file=sys.stderr)
+        return 2
+    try:
+        apply_domain(args, private_by_default=True)
+    except ValueError as exc:
+        print(f"event-fm eval: {exc}", file=sys.stderr)
         return 2
 
     from event_fm.nodes.evaluation import evaluate_bag

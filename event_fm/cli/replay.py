@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from event_fm.cli.domain import add_domain_argument, apply_domain
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_domain_argument(parser, private_by_default=False)
     parser.add_argument("bag", help="rosbag2 directory or .db3/.mcap file")
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     parser.add_argument("--loop", action="store_true", help="replay until interrupted")
@@ -51,6 +54,11 @@ def topics_problem(bag: str, topics: list[str] | None, remap: dict[str, str]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        apply_domain(args, private_by_default=False)
+    except ValueError as exc:
+        print(f"event-fm replay: {exc}", file=sys.stderr)
+        return 2
     if args.rate <= 0:
         print("event-fm replay: --rate must be positive", file=sys.stderr)
         return 2

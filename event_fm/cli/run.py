@@ -7,10 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from event_fm.cli.domain import add_domain_argument, apply_domain
+
 DEFAULT_PARAMS = Path(__file__).resolve().parents[2] / "config" / "perception.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_domain_argument(parser, private_by_default=False)
     parser.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameter YAML")
     parser.add_argument("--record", action="store_true", help="also run recorder_node")
     parser.add_argument("--checkpoint", default=None, help="override the model checkpoint")
@@ -38,6 +41,11 @@ def params_problem(values: dict[str, Any], specs: list, node: str) -> str | None
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        apply_domain(args, private_by_default=False)
+    except ValueError as exc:
+        print(f"event-fm run: {exc}", file=sys.stderr)
+        return 2
     from event_fm.nodes.ros_types import install_stop_handlers
 
     # first, so a Ctrl-C during the heavy imports below is not swallowed by them

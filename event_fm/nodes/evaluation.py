@@ -73,6 +73,18 @@ class Collector(Node):
                 self.outputs.diagnostics = {kv.key: kv.value for kv in status.values}
 
 
+def _refuse_foreign_publishers(player: Node, topic: str) -> None:
+    """Scores are only worth something on the recording alone: another publisher on the event
+    topic (another job in the same DDS domain) mixes its packets in."""
+    foreign = player.count_publishers(topic) - 1
+    if foreign > 0:
+        import os
+
+        raise RuntimeError(f"{foreign} other publisher(s) on {topic} in DDS domain "
+                           f"{os.environ.get('ROS_DOMAIN_ID', '0')}: refusing to score a mixed "
+                           "stream (pick a free domain with --domain)")
+
+
 def evaluate_bag(bag_path: str | Path, checkpoint: str | Path, out_dir: str | Path,
                  rate: float = 1.0, device: str = "auto", window_ms: float = 50.0,
                  checkpoint_note: str = "") -> dict:
@@ -113,7 +125,9 @@ def evaluate_bag(bag_path: str | Path, checkpoint: str | Path, out_dir: str | Pa
             if topic == events[0]:
                 published.append((log_time, wall))
 
+        _refuse_foreign_publishers(player, events[0])
         replayer.play_once(on_publish=on_publish)
+        _refuse_foreign_publishers(player, events[0])
         collector.last_output = time.monotonic()
         while time.monotonic() - collector.last_output < 3.0:  # drain the last windows
             time.sleep(0.1)
