@@ -28,7 +28,7 @@ pytestmark = [
 ]
 rclpy = pytest.importorskip("rclpy", reason="make setup provides rclpy; run tests via make test")
 from geometry_msgs.msg import PoseStamped  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from event_fm.dataset.shards import load_index  # noqa: E402
 
@@ -66,9 +66,13 @@ def _wait_for(ws: Path, args: str, expected: str, timeout: float = 120) -> str:
 def _params_file(tmp_path: Path) -> Path:
     data = yaml.safe_load((REPO / "config" / "perception.yaml").read_text())
     perception = data["/**/event_fm_perception"]["ros__parameters"]
-    perception.update(output_rate_hz=10.0, diagnostics_period_s=0.5)
+    perception.update(output_rate_hz=10.0, diagnostics_period_s=0.5,
+                      camera_info_topic="/camera/camera_info")
     recorder = data["/**/event_fm_recorder"]["ros__parameters"]
+    # the recorder's image_topic comes from the YAML alone: an empty launch argument once
+    # overrode it and record:=true recorded nothing
     recorder.update(output_dir=str(tmp_path / "shards"), samples_per_shard=4)
+    assert recorder["image_topic"] == "/camera/image_raw"
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -78,12 +82,11 @@ def test_ros2_launch_runs_the_package(workspace, tmp_path):
     params = _params_file(tmp_path)
     launch = subprocess.Popen(
         sourced(workspace, f"exec ros2 launch event_fm perception.launch.py device:=cpu "
-                           f"namespace:=cam1 record:=true params_file:={params} "
-                           "image_topic:=/camera/image_raw "
-                           "camera_info_topic:=/camera/camera_info"),
+                           f"namespace:=cam1 record:=true params_file:={params}"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=workspace_env())
     rclpy.init()
-    got: dict[str, dict[int, object]] = {"depth": {}, "semantic": {}, "pose": {}}
+    got: dict[str, dict[int, object]] = {"depth": {}, "semantic": {}, "pose": {},
+                                         "camera_info": {}}
     try:
         _wait_for(workspace, f"lifecycle get {NODE} --no-daemon", "active [3]")
         _wait_for(workspace, "lifecycle get /cam1/event_fm_recorder --no-daemon", "active [3]")
@@ -96,6 +99,8 @@ def test_ros2_launch_runs_the_package(workspace, tmp_path):
         for name in ("depth", "semantic"):
             node.create_subscription(Image, f"{NODE}/{name}",
                                      lambda m, n=name: got[n].setdefault(_ns(m), m), 10)
+        node.create_subscription(CameraInfo, f"{NODE}/camera_info",
+                                 lambda m: got["camera_info"].setdefault(_ns(m), m), 10)
         node.create_subscription(PoseStamped, f"{NODE}/pose",
                                  lambda m: got["pose"].setdefault(_ns(m), m), 10)
         replay = subprocess.Popen([*CLI, "replay", str(REPO / "demo" / "bag"), "--rate", "0.5",
@@ -111,6 +116,7 @@ def test_ros2_launch_runs_the_package(workspace, tmp_path):
         assert len(got["depth"]) >= 5, {k: len(v) for k, v in got.items()}
         assert set(got["semantic"]) & set(got["depth"]), "depth and semantic stamps differ"
         assert set(got["pose"]) <= set(got["depth"]) and got["pose"], "pose stamps"
+        assert set(got["camera_info"]) & set(got["depth"]), "camera_info stamps differ"
         depth = next(iter(got["depth"].values()))
         assert (depth.encoding, depth.width, depth.height) == ("32FC1", 240, 180)
         assert depth.header.frame_id
