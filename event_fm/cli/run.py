@@ -41,11 +41,7 @@ def params_problem(values: dict[str, Any], specs: list, node: str) -> str | None
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        apply_domain(args, private_by_default=False)
-    except ValueError as exc:
-        print(f"event-fm run: {exc}", file=sys.stderr)
-        return 2
+    apply_domain(args, private_by_default=False)  # a bad --domain: one line, exit 2
     from event_fm.nodes.ros_types import install_stop_handlers
 
     # first, so a Ctrl-C during the heavy imports below is not swallowed by them
