@@ -4,6 +4,7 @@ on a robot, and a collector node records the outputs and when they arrived."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from bisect import bisect_left
@@ -29,6 +30,7 @@ from event_fm.nodes.perception_node import PerceptionNode
 from event_fm.nodes.replay import BagReplayer
 
 NODE = "event_fm_perception"
+DRAIN_LIMIT_S = 60.0
 
 
 def _image_array(msg: Image) -> np.ndarray:
@@ -78,8 +80,6 @@ def _refuse_foreign_publishers(player: Node, topic: str) -> None:
     topic (another job in the same DDS domain) mixes its packets in."""
     foreign = player.count_publishers(topic) - 1
     if foreign > 0:
-        import os
-
         raise RuntimeError(f"{foreign} other publisher(s) on {topic} in DDS domain "
                            f"{os.environ.get('ROS_DOMAIN_ID', '0')}: refusing to score a mixed "
                            "stream (pick a free domain with --domain)")
@@ -121,15 +121,25 @@ def evaluate_bag(bag_path: str | Path, checkpoint: str | Path, out_dir: str | Pa
         replayer = BagReplayer(player, str(bag_path), rate=rate)
         replayer.wait_for_subscribers(30.0, [events[0]])
 
+        last_check = [time.monotonic()]
+
         def on_publish(topic: str, log_time: int, wall: float) -> None:
             if topic == events[0]:
                 published.append((log_time, wall))
+            if wall - last_check[0] > 0.5:  # discovery of another job can lag the start
+                last_check[0] = wall
+                _refuse_foreign_publishers(player, events[0])
 
         _refuse_foreign_publishers(player, events[0])
         replayer.play_once(on_publish=on_publish)
-        _refuse_foreign_publishers(player, events[0])
-        collector.last_output = time.monotonic()
-        while time.monotonic() - collector.last_output < 3.0:  # drain the last windows
+        # drain the last windows: quiet for 3 s, and never longer than the backlog could
+        # take (another publisher would keep outputs coming for ever)
+        collector.last_output = drain_start = time.monotonic()
+        while time.monotonic() - collector.last_output < 3.0:
+            _refuse_foreign_publishers(player, events[0])
+            if time.monotonic() - drain_start > DRAIN_LIMIT_S:
+                raise RuntimeError(f"outputs still arriving {DRAIN_LIMIT_S:.0f} s after the "
+                                   "recording ended: another publisher in this domain?")
             time.sleep(0.1)
         time.sleep(0.6)  # one more diagnostics period
     finally:

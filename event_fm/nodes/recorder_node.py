@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -47,7 +48,11 @@ PARAMS = [
     ParamSpec("window_events", 0, "fixed-count windows instead (0: use window_ms)", min=0,
               max=100_000_000),
     ParamSpec("samples_per_shard", 32, "samples per shard file", min=1, max=100_000),
+    ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics", min=0.05, max=3600.0),
 ]
+
+#: sample skips that mean a frame arrived with no events to pair it with
+NO_EVENTS = ("events_end_before_frame", "empty_window")
 
 
 class RecorderNode(LifecycleNode):
@@ -61,6 +66,10 @@ class RecorderNode(LifecycleNode):
         self._subs = []
         self._lock = threading.Lock()
         self.samples_written = 0
+        self.frames_seen = 0
+        self._diag_timer = None
+        self._diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics",
+                                                                10)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.values, errors = read_and_validate(self, PARAMS)
@@ -99,8 +108,48 @@ class RecorderNode(LifecycleNode):
         if v["camera_info_topic"]:
             self._subs.append(self.create_subscription(
                 CameraInfo, v["camera_info_topic"], self._on_camera_info, 10))
+        self._diag_timer = self.create_timer(v["diagnostics_period_s"], self._publish_diagnostics)
         self.get_logger().info(f"recording session {session} into {v['output_dir']}")
         return super().on_activate(state)
+
+    def counters(self) -> dict[str, int]:
+        """Where every frame went: written, skipped by reason, or still pending."""
+        a = self.assembler
+        skipped = dict(a.skipped) if a is not None else {}
+        ingest = a.ingest.stats if a is not None else None
+        # skips of entries that held no frame (ground truth whose image never came, or an
+        # unusable ground-truth message) do not account for frames
+        skipped = {k: v for k, v in skipped.items()
+                   if k != "missing_image" and not (k.startswith("bad_") and k != "bad_image")}
+        pending = sum("image" in parts for parts in a.pending.values()) if a is not None else 0
+        return {"frames_seen": self.frames_seen, "samples_written": self.samples_written,
+                "frames_pending": pending,
+                "frames_without_events": sum(skipped.get(k, 0) for k in NO_EVENTS),
+                **{f"skipped_{k}": v for k, v in sorted(skipped.items())},
+                "event_packets": ingest.messages if ingest else 0,
+                "event_seq_gaps": ingest.seq_gaps if ingest else 0,
+                "event_packets_quarantined": ingest.quarantined if ingest else 0,
+                "sensor_resets": ingest.sensor_resets if ingest else 0}
+
+    def _publish_diagnostics(self) -> None:
+        with self._lock:
+            c = self.counters()
+        unexplained = c["frames_seen"] - c["samples_written"] - c["frames_pending"] - sum(
+            v for k, v in c.items() if k.startswith("skipped_"))
+        level, message = DiagnosticStatus.OK, "ok"
+        if unexplained:
+            level, message = DiagnosticStatus.ERROR, f"{unexplained} frames unaccounted for"
+        elif c["frames_seen"] > c["samples_written"] + c["frames_pending"]:
+            level, message = DiagnosticStatus.WARN, "frames skipped: " + ", ".join(
+                f"{k[8:]} {v}" for k, v in c.items() if k.startswith("skipped_") and v)
+        elif c["event_seq_gaps"]:
+            level, message = DiagnosticStatus.WARN, f"{c['event_seq_gaps']} event packets lost"
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: recorder",
+                                  message=message, hardware_id=self.values.get("output_dir", ""),
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in c.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(msg)
 
     def _on_events(self, msg) -> None:
         with self._lock:
@@ -109,6 +158,8 @@ class RecorderNode(LifecycleNode):
 
     def _on_field(self, name: str, msg) -> None:
         with self._lock:
+            if name == "image":
+                self.frames_seen += 1
             self.assembler.add(name, msg)
             self._drain()
 
@@ -127,6 +178,10 @@ class RecorderNode(LifecycleNode):
                 self._drain(final=True)
             if self.writer is not None:
                 self.writer.close()
+        self._publish_diagnostics()  # the final account, before the publisher goes inactive
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
