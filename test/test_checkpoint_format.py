@@ -93,11 +93,38 @@ def test_loading_is_strict_about_weights(tmp_path):
     path = save(tiny("gep"), tmp_path / "gep", "gep")
     state = load_file(str(path / "model.safetensors"))
     save_file({**state, "stray.weight": torch.zeros(1)}, str(path / "model.safetensors"))
-    with pytest.raises(RuntimeError, match="stray.weight"):
+    with pytest.raises(CheckpointError, match="unexpected stray.weight"):
         load(path)
-    state.pop(next(iter(state)))
+    missing = next(iter(state))
+    state.pop(missing)
     save_file(state, str(path / "model.safetensors"))
-    with pytest.raises(RuntimeError, match="Missing key"):
+    with pytest.raises(CheckpointError, match=f"missing {missing}"):
+        load(path)
+
+
+@pytest.mark.parametrize("kind", ["event_fm", "reconstruction"])
+def test_a_huge_config_fails_before_allocating(tmp_path, kind):
+    """Issue 17 case 4: dimensions that would need tens of GB are refused from the meta-device
+    skeleton, in well under a second and without the memory."""
+    import resource
+    import time
+
+    path = save(tiny(kind), tmp_path / kind, kind)
+    key, value = {"event_fm": ("depth_bins", 50_000_000),
+                  "reconstruction": ("widths", [65536, 131072])}[kind]
+    rewrite(path, lambda d: d["config"].update({key: value}))
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.monotonic()
+    with pytest.raises(CheckpointError, match="GiB model, over the 8 GiB limit"):
+        load(path)
+    assert time.monotonic() - start < 10
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 500_000  # kB
+
+
+def test_a_config_that_disagrees_with_the_weights_names_the_tensor(tmp_path):
+    path = save(tiny("event_fm"), tmp_path / "fm", "event_fm")
+    rewrite(path, lambda d: d["config"].update(depth_bins=16))
+    with pytest.raises(CheckpointError, match="in the weights, .* in the config"):
         load(path)
 
 

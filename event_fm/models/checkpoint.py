@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -41,6 +42,10 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
 TOP_LEVEL = ("format_version", "kind", "config", "meta")
+#: The largest model a config may describe (parameters and buffers): checked on the meta
+#: device before anything is allocated, so a config with absurd dimensions is an error, not an
+#: out-of-memory kill. The full-size FM families are ~1.2 GB in float32.
+MAX_MODEL_BYTES = 8 * 2**30
 
 #: Modules whose import registers the built-in kinds (imported on first lookup, so that this
 #: module stays importable from the families themselves).
@@ -203,10 +208,41 @@ def load(path: str | Path, device: str | torch.device | None = None,
         config = build_dataclass(spec.config_cls, config_data, "config")
     except ConfigError as err:
         raise CheckpointError(f"{config_path}: {err}") from err
+    _check_size_and_shapes(spec, config, weights, config_path)
     model = spec.build(config)
     model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
     model.eval()
     return model.to(device) if device is not None else model
+
+
+def _check_size_and_shapes(spec: _Kind, config: Any, weights: Path, config_path: Path) -> None:
+    """Build the architecture on the meta device (no memory), bound its size, and compare its
+    tensors with the weights file's header, so a bad config fails before any allocation."""
+    try:
+        with torch.device("meta"):
+            skeleton = spec.build(config)
+    except (RuntimeError, NotImplementedError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{config_path}: config does not build a model: {err}") from err
+    tensors = {**dict(skeleton.named_parameters()), **dict(skeleton.named_buffers())}
+    n_bytes = sum(t.numel() * t.element_size() for t in tensors.values())
+    if n_bytes > MAX_MODEL_BYTES:
+        raise CheckpointError(f"{config_path}: the config describes a {n_bytes / 2**30:.1f} GiB "
+                              f"model, over the {MAX_MODEL_BYTES / 2**30:.0f} GiB limit")
+    expected = {k: tuple(t.shape) for k, t in skeleton.state_dict().items()}
+    try:
+        with safe_open(str(weights), framework="pt", device="cpu") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as err:  # safetensors raises its own error types for a corrupt header
+        raise CheckpointError(f"{weights}: unreadable safetensors file ({err})") from err
+    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    wrong = [k for k in expected.keys() & stored.keys() if expected[k] != stored[k]]
+    if missing or unexpected or wrong:
+        detail = "; ".join(part for part in (
+            f"missing {', '.join(missing[:3])}" if missing else "",
+            f"unexpected {', '.join(unexpected[:3])}" if unexpected else "",
+            ", ".join(f"{k} is {stored[k]} in the weights, {expected[k]} in the config"
+                      for k in sorted(wrong)[:3])) if part)
+        raise CheckpointError(f"{config_path}: weights do not match the config: {detail}")
 
 
 # -- EventFM conveniences (many callers) ------------------------------------------------------

@@ -68,7 +68,7 @@ class ReconstructionUNet(nn.Module):
         super().__init__()
         self.config = cfg = config or ReconstructionConfig()
         total = sum(cfg.depths)
-        rates = torch.linspace(0, cfg.drop_path, total).tolist() if total else []
+        rates = [cfg.drop_path * i / max(1, total - 1) for i in range(total)]  # linspace
         self.stem = ConvNormAct(cfg.in_chans, cfg.widths[0], 3)
         self.stages = nn.ModuleList()
         in_chs, k = cfg.widths[0], 0
