@@ -56,13 +56,29 @@ def _geometry(batches: list[EventBatch], width: int, height: int) -> tuple[int, 
     return width, height
 
 
+def is_dataset_conversion(src: str | Path, dst: str | Path) -> bool:
+    """True when ``src`` is a whole dataset sequence (ECD folder with frames or ground truth,
+    MVSEC data HDF5) and ``dst`` a bag: then the bag gets frames, camera_info and /gt/* too
+    (:mod:`event_fm.io.datasets`)."""
+    from event_fm.io.datasets import detect_dataset
+
+    return Path(dst).suffix.lower() not in FILE_SUFFIXES and detect_dataset(src) is not None
+
+
 def convert(src: str | Path, dst: str | Path, topic: str | None = None,
             out_topic: str = "/event_camera/events", packet_us: int = 1000,
             storage: str = "mcap", width: int = 0, height: int = 0, overwrite: bool = False,
-            progress: bool = False) -> int:
-    """Convert ``src`` to ``dst`` (format from the suffix); returns the number of events."""
+            progress: bool = False, gt: str | Path | None = None, calib: str | None = None,
+            frame_times: str = "auto") -> int:
+    """Convert ``src`` to ``dst`` (format from the suffix); returns the number of events.
+
+    A dataset sequence (ECD folder with images.txt / groundtruth.txt, MVSEC ``_data.hdf5``
+    with ``gt`` = its ``_gt.hdf5`` and ``calib``) written to a bag becomes a complete recording
+    with frames, camera_info, /gt/depth and /gt/pose (:func:`event_fm.io.datasets.convert_dataset`);
+    to an event file, only its events are written."""
     from tqdm import tqdm
 
+    from event_fm.io.datasets import convert_dataset, detect_dataset
     from event_fm.io.readers import read_events
 
     src, dst = Path(src), Path(dst)
@@ -70,7 +86,22 @@ def convert(src: str | Path, dst: str | Path, topic: str | None = None,
         raise ValueError("packet duration must be positive")
     if dst.exists() and not overwrite:
         raise FileExistsError(f"{dst} exists (use --overwrite)")
-    stream = read_events(src, topic)
+    kind = detect_dataset(src) if src.exists() else None
+    to_file = dst.suffix.lower() in FILE_SUFFIXES
+    if kind is not None and not to_file:
+        return int(convert_dataset(src, dst, gt=gt, calib=calib, frame_times=frame_times,
+                                   width=width, height=height, packet_us=packet_us,
+                                   storage=storage, overwrite=overwrite, progress=progress,
+                                   out_topic=out_topic)["events"])
+    if gt is not None or calib is not None:
+        raise ValueError("--gt / --calib only apply to a dataset sequence (ECD folder, MVSEC "
+                         "HDF5) converted to a bag")
+    if kind == "mvsec":
+        from event_fm.io.datasets import mvsec_event_batches
+
+        stream = mvsec_event_batches(src)
+    else:
+        stream = read_events(src, topic)
     head = list(islice(stream, 1))
     width, height = _geometry(head, width, height)
     if not (width and height):  # e.g. ECD text without resolution: one pass to find it
