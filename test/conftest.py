@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,12 @@ REAL_BAGS = TEST_DATA / "real_bags"
 # Tests that talk over DDS must not hear other test runs on this machine.
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 200))
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+
+# A suite started in the background of a non-interactive shell inherits SIGINT ignored, and so
+# would every process it starts (exec keeps SIG_IGN): tests that stop nodes and `ros2 launch`
+# with SIGINT, as a user's Ctrl-C does, need the default disposition back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from the upstream wheels in shared/vendor/ros2-cli when that folder is beside th
 from __future__ import annotations
 
 import importlib.util
+import os
 import signal
 import subprocess
 import sys
@@ -83,7 +84,8 @@ def test_ros2_launch_runs_the_package(workspace, tmp_path):
     launch = subprocess.Popen(
         sourced(workspace, f"exec ros2 launch event_fm perception.launch.py device:=cpu "
                            f"namespace:=cam1 record:=true params_file:={params}"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=workspace_env())
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=workspace_env(),
+        start_new_session=True)  # its own process group: nothing outlives a failed test
     rclpy.init()
     got: dict[str, dict[int, object]] = {"depth": {}, "semantic": {}, "pose": {},
                                          "camera_info": {}}
@@ -134,7 +136,7 @@ def test_ros2_launch_runs_the_package(workspace, tmp_path):
         try:
             log = launch.communicate(timeout=60)[0].decode()
         except subprocess.TimeoutExpired:
-            launch.kill()
+            os.killpg(launch.pid, signal.SIGKILL)  # the launch and the nodes it started
             log = launch.communicate()[0].decode()
             pytest.fail(f"ros2 launch did not stop on SIGINT:\n{log[-3000:]}")
     assert launch.returncode == 0, log[-3000:]
