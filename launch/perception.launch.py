@@ -5,6 +5,9 @@
 
 Launch arguments left empty do not override the parameter file: the YAML (keyed
 ``/**/event_fm_perception`` so it applies under any namespace) stays the source of truth.
+The nodes subscribe to relative names (``events``, ``image``, ``camera_info``), which the
+topic arguments remap, as image_pipeline's launch files do; perception_node uses frames only
+when its YAML sets ``image_topic: image`` (with ``window_mode: frame``).
 """
 
 import os
@@ -18,9 +21,10 @@ from launch_ros.actions import Node
 from launch import LaunchDescription
 
 #: launch argument -> the parameter it overrides, per node (only when given a non-empty value)
-PERCEPTION_OVERRIDES = ("checkpoint", "device", "event_topic", "image_topic",
-                        "camera_info_topic")
-RECORDER_OVERRIDES = ("event_topic", "image_topic", "camera_info_topic")
+PERCEPTION_OVERRIDES = ("checkpoint", "device")
+RECORDER_OVERRIDES = ()
+#: the nodes' relative topic names -> the launch argument that remaps each
+REMAPPED = {"events": "event_topic", "image": "image_topic", "camera_info": "camera_info_topic"}
 
 
 def _overrides(context, names) -> dict:
@@ -31,16 +35,22 @@ def _overrides(context, names) -> dict:
     return out
 
 
+def _remappings(context) -> list[tuple[str, str]]:
+    return [(name, LaunchConfiguration(argument).perform(context))
+            for name, argument in REMAPPED.items()]
+
+
 def _nodes(context):
     arg = LaunchConfiguration
     params = arg("params_file").perform(context)
     perception = Node(
         package="event_fm", executable="perception_node", name="event_fm_perception",
-        namespace=arg("namespace"), output="screen",
+        namespace=arg("namespace"), output="screen", remappings=_remappings(context),
         parameters=[params, _overrides(context, PERCEPTION_OVERRIDES)])
     recorder = Node(
         package="event_fm", executable="recorder_node", name="event_fm_recorder",
         namespace=arg("namespace"), output="screen", condition=IfCondition(arg("record")),
+        remappings=_remappings(context),
         parameters=[params, _overrides(context, RECORDER_OVERRIDES)])
     return [perception, recorder]
 
@@ -70,12 +80,12 @@ def generate_launch_description():
                               description="auto, cpu or cuda:N (empty: the YAML's)"),
         DeclareLaunchArgument("namespace", default_value="",
                               description="namespace of the nodes"),
-        DeclareLaunchArgument("event_topic", default_value="",
-                              description="event packets from the driver (empty: the YAML's)"),
-        DeclareLaunchArgument("image_topic", default_value="",
-                              description="camera frames (empty: the YAML's)"),
-        DeclareLaunchArgument("camera_info_topic", default_value="",
-                              description="camera intrinsics (empty: the YAML's)"),
+        DeclareLaunchArgument("event_topic", default_value="/event_camera/events",
+                              description="the driver's event packets (remaps 'events')"),
+        DeclareLaunchArgument("image_topic", default_value="/camera/image_raw",
+                              description="camera frames (remaps 'image')"),
+        DeclareLaunchArgument("camera_info_topic", default_value="/camera/camera_info",
+                              description="camera intrinsics (remaps 'camera_info')"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="use /clock (bag replay with --clock)"),
         DeclareLaunchArgument("fastdds_profile", default_value="",

@@ -48,9 +48,31 @@ def test_launch_arguments_are_declared_with_descriptions():
                              "image_topic", "camera_info_topic", "use_sim_time",
                              "fastdds_profile", "record"}
     # empty defaults never override the YAML (an empty image_topic once silenced the recorder)
-    for name in ("checkpoint", "device", "event_topic", "image_topic", "camera_info_topic",
-                 "fastdds_profile"):
+    for name in ("checkpoint", "device", "fastdds_profile"):
         assert _kw(declared[name], "default_value").value == ""
+    # topic arguments are remappings of the nodes' relative names, defaulting to the drivers'
+    remapped = {e.value: v.value for e, v in zip(_assigned(tree, "REMAPPED").keys,
+                                                 _assigned(tree, "REMAPPED").values, strict=True)}
+    assert remapped == {"events": "event_topic", "image": "image_topic",
+                        "camera_info": "camera_info_topic"}
+    assert _kw(declared["event_topic"], "default_value").value == "/event_camera/events"
+    assert _kw(declared["image_topic"], "default_value").value == "/camera/image_raw"
+
+
+def test_topics_are_relative_names_the_launch_file_remaps():
+    """Under namespace:=cam1 a relative name resolves to /cam1/events; the remap of the launch
+    file (or ``-r events:=...``) points it at the driver, as image_pipeline's nodes do."""
+    data = yaml.safe_load(YAML.read_text())
+    recorder = data[YAML_KEY["event_fm_recorder"]]["ros__parameters"]
+    perception = data[YAML_KEY["event_fm_perception"]]["ros__parameters"]
+    assert perception["event_topic"] == "events"
+    assert (recorder["event_topic"], recorder["image_topic"], recorder["camera_info_topic"]) \
+        == ("events", "image", "camera_info")
+    defaults = {p.name: p.default for p in perception_params.PARAMS}
+    assert defaults["event_topic"] == "events"
+    tree = ast.parse(LAUNCH.read_text())
+    for node in _calls(tree, "Node"):
+        assert _kw(node, "remappings") is not None
 
 
 def test_launch_nodes_exist_and_pass_declared_parameters():

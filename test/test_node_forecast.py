@@ -102,6 +102,7 @@ def test_forecast_messages_carry_the_engine_values(tiny_forecaster):
 def test_forecast_outputs_over_dds(tiny_forecaster):
     node_proc = subprocess.Popen(
         [sys.executable, "-m", "event_fm.nodes.perception_node", "--ros-args",
+         "-r", "events:=/event_camera/events",
          "-p", f"checkpoint:={REPO / 'models' / 'default'}", "-p", "device:=cpu",
          "-p", "heads:=[forecast]", "-p", f"forecast_checkpoint:={tiny_forecaster}",
          "-p", "forecast_steps:=2", "-p", f"forecast_horizon:={HORIZON}",

@@ -43,6 +43,7 @@ def _processed(got: dict) -> bool:
 
 def _node(*params: str) -> subprocess.Popen:
     args = [sys.executable, "-m", "event_fm.nodes.perception_node", "--ros-args",
+            "-r", "events:=/event_camera/events",
             "-p", f"checkpoint:={REPO / 'models' / 'default'}", "-p", "device:=cpu",
             "-p", "heads:=[depth,reconstruction]"]
     for p in params:

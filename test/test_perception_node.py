@@ -49,8 +49,10 @@ def _image_stamps(bag_path) -> set[int]:
 def test_perception_node_end_to_end(checkpoint, sim_bag):
     node_proc = subprocess.Popen(
         [sys.executable, "-m", "event_fm.nodes.perception_node", "--ros-args",
+         "-r", "events:=/event_camera/events", "-r", "image:=/camera/image_raw",
+         "-r", "camera_info:=/camera/camera_info",
          "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu",
-         "-p", "image_topic:=/camera/image_raw", "-p", "camera_info_topic:=/camera/camera_info",
+         "-p", "image_topic:=image", "-p", "camera_info_topic:=camera_info",
          "-p", "window_mode:=frame", "-p", "window_ms:=50.0",
          "-p", "diagnostics_period_s:=0.5", "-p", "memory_hold:=false",
          "-p", "publish_tf:=true", "-p", "odom_frame:=odom", "-p", "base_frame:=base_link"],

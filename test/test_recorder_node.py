@@ -23,6 +23,8 @@ CLI = [sys.executable, "-m", "event_fm.cli.main"]
 def _recorder(out_dir, session, per_shard):
     return subprocess.Popen(
         [sys.executable, "-m", "event_fm.nodes.recorder_node", "--ros-args",
+         "-r", "events:=/event_camera/events", "-r", "image:=/camera/image_raw",
+         "-r", "camera_info:=/camera/camera_info",
          "-p", f"output_dir:={out_dir}", "-p", f"session:={session}",
          "-p", "depth_topic:=/gt/depth", "-p", f"samples_per_shard:={per_shard}",
          "-p", "window_ms:=50.0"],

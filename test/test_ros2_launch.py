@@ -67,13 +67,15 @@ def _wait_for(ws: Path, args: str, expected: str, timeout: float = 120) -> str:
 def _params_file(tmp_path: Path) -> Path:
     data = yaml.safe_load((REPO / "config" / "perception.yaml").read_text())
     perception = data["/**/event_fm_perception"]["ros__parameters"]
+    # relative names, as shipped: the launch file's remaps (default topics) point them under
+    # namespace:=cam1, where they would otherwise resolve to /cam1/...
     perception.update(output_rate_hz=10.0, diagnostics_period_s=0.5,
-                      camera_info_topic="/camera/camera_info")
+                      camera_info_topic="camera_info")
     recorder = data["/**/event_fm_recorder"]["ros__parameters"]
-    # the recorder's image_topic comes from the YAML alone: an empty launch argument once
-    # overrode it and record:=true recorded nothing
+    # the recorder's image topic comes from the YAML and the remap alone: an empty launch
+    # argument once overrode it and record:=true recorded nothing
     recorder.update(output_dir=str(tmp_path / "shards"), samples_per_shard=4)
-    assert recorder["image_topic"] == "/camera/image_raw"
+    assert (recorder["event_topic"], recorder["image_topic"]) == ("events", "image")
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -18,8 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", action="store_true", help="also run recorder_node")
     parser.add_argument("--checkpoint", default=None, help="override the model checkpoint")
     parser.add_argument("--device", default=None, help="override the device (auto/cpu/cuda:N)")
-    parser.add_argument("--event-topic", default=None)
-    parser.add_argument("--image-topic", default=None)
+    parser.add_argument("--event-topic", default="/event_camera/events",
+                        help="the driver's event packets (remaps the nodes' 'events')")
+    parser.add_argument("--image-topic", default=None,
+                        help="camera frames (remaps 'image'; also gives perception_node "
+                        "frames; default /camera/image_raw for the recorder only)")
+    parser.add_argument("--camera-info-topic", default="/camera/camera_info",
+                        help="camera intrinsics (remaps 'camera_info')")
 
 
 def params_problem(values: dict[str, Any], specs: list, node: str) -> str | None:
@@ -76,14 +81,15 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"event-fm run: {args.params}: {problem}", file=sys.stderr)
         return 2
-    for key, value in (("checkpoint", args.checkpoint), ("device", args.device),
-                       ("event_topic", args.event_topic), ("image_topic", args.image_topic)):
+    for key, value in (("checkpoint", args.checkpoint), ("device", args.device)):
         if value is not None:
             perception[key] = value
-            if key in ("event_topic", "image_topic") and value:
-                recorder[key] = value
+    if args.image_topic:  # frames for perception_node too (it has none by default)
+        perception["image_topic"] = "image"
+    remaps = {"events": args.event_topic, "image": args.image_topic or "/camera/image_raw",
+              "camera_info": args.camera_info_topic}
     try:
-        run_graph(perception, recorder if args.record else None, stop)
+        run_graph(perception, recorder if args.record else None, stop, remaps)
     except (RuntimeError, ValueError) as exc:
         print(f"event-fm run: {exc}", file=sys.stderr)
         return 1

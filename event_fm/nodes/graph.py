@@ -93,9 +93,10 @@ def run_lifecycle_nodes(factories: Sequence[Callable[[], Any]], stop: threading.
 
 
 def run_graph(perception: dict[str, Any], recorder: dict[str, Any] | None,
-              stop: threading.Event) -> None:
+              stop: threading.Event, remaps: dict[str, str] | None = None) -> None:
     """perception_node (and recorder_node when given its parameters) in one executor until
-    ``stop`` is set (:func:`run_lifecycle_nodes`).
+    ``stop`` is set (:func:`run_lifecycle_nodes`); ``remaps`` (relative name -> topic) as
+    ``--ros-args -r name:=topic`` would, for both nodes.
 
     Raises RuntimeError naming the node whose transition failed (its log says why)."""
     from event_fm.nodes import perception_params, recorder_node
@@ -106,4 +107,9 @@ def run_graph(perception: dict[str, Any], recorder: dict[str, Any] | None,
     if recorder is not None:
         factories.append(lambda: recorder_node.RecorderNode(
             parameter_overrides=overrides(recorder, recorder_node.PARAMS)))
-    run_lifecycle_nodes(factories, stop)
+    args = ["event_fm_run"]
+    if remaps:
+        args.append("--ros-args")
+        for name, topic in remaps.items():
+            args += ["-r", f"{name}:={topic}"]
+    run_lifecycle_nodes(factories, stop, args=args)

@@ -26,6 +26,7 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
+from event_fm.common.memory import bound_heap_growth, release_free_memory
 from event_fm.common.rotations import quaternion_xyzw
 from event_fm.common.stamps import set_stamp, stamp_to_ns
 from event_fm.io.decoders import warm_up as warm_up_decoders
@@ -91,6 +92,7 @@ class PerceptionNode(LifecycleNode):
             for e in errors:
                 self.get_logger().error(f"invalid parameter {e}")
             return TransitionCallbackReturn.FAILURE
+        bound_heap_growth()
         self._topics = self._output_topics()
         self._pubs = {name: self.create_lifecycle_publisher(row.msg_type, row.topic, row.depth)
                       for name, row in self._topics.items()}
@@ -424,6 +426,8 @@ class PerceptionNode(LifecycleNode):
         array = DiagnosticArray(status=statuses)
         array.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(array)
+        release_free_memory()  # after a burst, RSS returns near idle instead of staying at peak
+
 
 def main(argv: list[str] | None = None) -> int:
     """ros2 run entry point; ``--no-autostart`` leaves the node unconfigured (lifecycle

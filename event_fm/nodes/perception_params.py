@@ -21,13 +21,14 @@ PARAMS = [
               min=0, max=16),
     ParamSpec("device", "auto", "auto, cpu or cuda:N (auto: CUDA when available)"),
     ParamSpec("half", False, "run the model in half precision (CUDA only)"),
-    ParamSpec("event_topic", "/event_camera/events", "event packets from the driver"),
+    ParamSpec("event_topic", "events", "event packets from the driver; relative, so a remap "
+              "(events:=/event_camera/events, as the launch file does) points it"),
     ParamSpec("event_msg_type", EVENT_MSG_TYPES[0], "message type of event_topic",
               choices=EVENT_MSG_TYPES),
     ParamSpec("event_qos", "best_effort", "QoS of the event subscription (drivers publish "
               "best_effort keep_last 1000)", choices=QOS_CHOICES),
-    ParamSpec("event_qos_depth", 1000, "history depth of the event subscription", min=1,
-              max=100_000),
+    ParamSpec("event_qos_depth", 200, "history depth of the event subscription: DDS keeps this "
+              "many packets allocated (200 x 0.8 MB at 50 Mev/s)", min=1, max=100_000),
     ParamSpec("image_topic", "", "camera frames: windows end at their stamps in 'frame' mode "
               "(empty: no image subscription)"),
     ParamSpec("camera_info_topic", "", "intrinsics for relative pose (empty: from the model "
@@ -49,8 +50,8 @@ PARAMS = [
               min=0, max=100_000_000),
     ParamSpec("max_window_age_ms", 500.0, "drop windows older than this (ms) when behind",
               min=1.0, max=60_000.0),
-    ParamSpec("buffer_max_events", 50_000_000, "event buffer capacity", min=10_000,
-              max=2_000_000_000),
+    ParamSpec("buffer_max_events", 30_000_000, "event buffer capacity (15 B each: 450 MB)",
+              min=10_000, max=2_000_000_000),
     ParamSpec("frame_id", "", "frame_id of outputs (empty: the event packets' frame_id)"),
     ParamSpec("publish_tf", False, "also publish the odometry on /tf: odom_frame -> base_frame "
               "(REP-105)"),

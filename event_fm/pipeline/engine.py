@@ -39,7 +39,7 @@ class EngineConfig:
     window_events: int = 150_000
     output_rate_hz: float = 20.0
     max_window_age_ms: float = 500.0
-    buffer_max_events: int = 50_000_000
+    buffer_max_events: int = 30_000_000
     memory_hold: bool = True
     memory_hold_min_events: int = 200
     device: str = "auto"
@@ -74,7 +74,7 @@ class PerceptionEngine:
         self.outputs: dict[str, Output] = {}  # registration order: dependencies first
         self.register(*standard_outputs())
         self.buffer = EventBuffer(cfg.buffer_max_events,
-                                  max_age_ns=int(max(cfg.max_window_age_ms, cfg.window_ms) * 4e6))
+                                  max_age_ns=int((cfg.max_window_age_ms + cfg.window_ms) * 2e6))
         self.clock = ClockOffsetEstimator()
         self.ingest = StreamIngest(topic, self.buffer, self.clock)
         self.scheduler = WindowScheduler(cfg.window_mode, int(cfg.window_ms * 1e6),
