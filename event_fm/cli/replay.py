@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO",
                         help="publish topic FROM under the name TO")
     parser.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="SECONDS",
-                        help="wait up to this long for every topic to have a subscriber")
+                        help="wait up to this long for the event topics to have a subscriber "
+                        "(then up to 2 s for the other topics)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before playing")
     parser.add_argument("--linger", type=float, default=1.0,
                         help="seconds to stay up after the last message so DDS delivers it")

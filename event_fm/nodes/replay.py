@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from rclpy.node import Node
 
+from event_fm.io.msg_definitions import EVENT_TYPES
 from event_fm.io.rosbag import BagReader
 from event_fm.nodes.ros_types import message_class, qos_from_recording
 
@@ -35,6 +36,7 @@ class BagReplayer:
         self.remap = remap or {}
         self.stats = ReplayStats()
         self.publishers = {}
+        self.event_topics: list[str] = []
         with BagReader(bag_path) as bag:
             for topic, summary in bag.topics.items():
                 if topics is not None and topic not in topics:
@@ -48,20 +50,33 @@ class BagReplayer:
                     continue
                 self.publishers[topic] = node.create_publisher(
                     cls, self.remap.get(topic, topic), qos_from_recording(summary.qos))
+                if summary.msgtype in EVENT_TYPES:
+                    self.event_topics.append(topic)
 
-    def wait_for_subscribers(self, timeout: float, topics: list[str] | None = None) -> bool:
-        """Block until every (or each named) publisher has a subscriber, up to ``timeout``."""
-        names = topics or list(self.publishers)
+    def wait_for_subscribers(self, timeout: float, topics: list[str] | None = None,
+                             grace: float = 2.0) -> bool:
+        """Block until each named publisher has a subscriber, up to ``timeout``. Without names:
+        until the event topics have one (what a perception or recorder node reads; a bag's
+        ground-truth topics usually have no reader), then up to ``grace`` seconds more for the
+        rest, which a node subscribes to together with its events. True when all matched."""
+        if topics is None and self.event_topics:
+            if not self._wait(self.event_topics, timeout):
+                return False
+            return self._wait(list(self.publishers), grace)
+        return self._wait(topics or list(self.publishers), timeout)
+
+    def _wait(self, names: list[str], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             if all(self.publishers[t].get_subscription_count() > 0 for t in names
                    if t in self.publishers):
                 # the subscriber side may still be matching our writers; data sent before
                 # it has is dropped, so give discovery a moment to settle
                 time.sleep(0.5)
                 return True
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.05)
-        return False
 
     def play_once(self, should_stop=lambda: False, on_publish=None) -> None:
         """Publish every message once at the recorded pace; ``on_publish(topic, log_time_ns,
