@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 RUN := EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/with_env.sh
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint bench lock clean demo demo-bag train-smoke train-default reproduction
+.PHONY: setup test lint bench lock clean demo demo-bag train-smoke train-default reproduction test-floor
 SIM := data/generated/default_sim
 
 setup:
@@ -12,6 +12,9 @@ setup:
 
 test: setup
 	$(RUN) $(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-floor: setup  # the core's tests under numpy 1.26 (Ubuntu 24.04's apt numpy)
+	scripts/test_numpy_floor.sh
 
 lint: setup
 	$(RUN) $(PY) -m ruff check .
