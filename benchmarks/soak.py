@@ -36,14 +36,13 @@ TIME_HIGH = 0x8
 BLOCK_UNITS = 256
 
 
-def rss_kb(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of a process in kB."""
-    fields = {}
+def rss_kb(pid: int) -> int:
+    """Resident memory of a process in kB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0])
-    return fields.get("VmRSS", 0), fields.get("VmHWM", 0)
+        if key == "VmRSS":
+            return int(value.split()[0])
+    return 0
 
 
 @dataclass
@@ -271,7 +270,7 @@ def main() -> int:
             before = {k: listener.counter(k) for k in keys}
             started = time.monotonic()
             ages_from = len(listener.ages_ms)
-            rss_before = rss_kb(proc.pid)[0]
+            rss_before = rss_kb(proc.pid)
             run()
             driver.clean(3.2)  # the node settles; two more diagnostics periods
             delta = {k: listener.counter(k) - before[k] for k in keys}
@@ -281,7 +280,7 @@ def main() -> int:
             ages = [a for _, a in listener.ages_ms[ages_from:]]
             observed = {"windows_due": observed_due, "plausible_due": int(plausible_due),
                         "max_output_age_ms": round(max(ages), 1) if ages else None,
-                        "rss_growth_mb": round((rss_kb(proc.pid)[0] - rss_before) / 1e3, 1)}
+                        "rss_growth_mb": round((rss_kb(proc.pid) - rss_before) / 1e3, 1)}
             ok = check(delta, observed)
             rows.append({"case": name, "expected": expected, "observed": observed,
                          "counted": {k: v for k, v in delta.items()}, "ok": bool(ok)})
@@ -328,7 +327,7 @@ def main() -> int:
         rows[-1]["ok"] = rows[-1]["ok"] and lines <= 5
 
         print(f"load: {args.rate_mev:g} Mev/s for {args.seconds:g} s", flush=True)
-        rss_idle = rss_kb(proc.pid)[0]
+        rss_idle = rss_kb(proc.pid)
         trace = []  # (t, rss MB)
         t0 = time.monotonic()
         ages_from = len(listener.ages_ms)
@@ -336,7 +335,7 @@ def main() -> int:
                 "seq_gaps", "packets_quarantined", "buffer_evicted", "windows_skipped_gap"]
         before = {k: listener.counter(k) for k in keys}
         def sample() -> None:
-            trace.append((time.monotonic() - t0, rss_kb(proc.pid)[0] / 1e3))
+            trace.append((time.monotonic() - t0, rss_kb(proc.pid) / 1e3))
 
         with tqdm(total=args.seconds, desc="load", unit="s") as progress:
             achieved = driver.load(args.seconds, progress, sample)

@@ -36,18 +36,24 @@ def _replay(bag):
                           capture_output=True, text=True, timeout=120)
 
 
-def test_recorder_writes_exact_samples_and_survives_kill(tmp_path):
-    events, frames = make_bag(tmp_path / "rec", seconds=2.0)
-    out = tmp_path / "shards"
-    rec = _recorder(out, "first", 8)
+def _record_replay(bag, out_dir, session, per_shard, settle_s=1.0) -> tuple[int, str]:
+    """A recorder session over one replay of ``bag``, stopped by SIGINT: (exit code, log)."""
+    rec = _recorder(out_dir, session, per_shard)
     try:
-        replay = _replay(tmp_path / "rec")
+        replay = _replay(bag)
         assert replay.returncode == 0, replay.stdout + replay.stderr
-        time.sleep(1.0)
+        time.sleep(settle_s)
     finally:
         rec.send_signal(signal.SIGINT)
         log = rec.communicate(timeout=60)[0].decode()
-    assert rec.returncode == 0, log
+    return rec.returncode, log
+
+
+def test_recorder_writes_exact_samples_and_survives_kill(tmp_path):
+    events, frames = make_bag(tmp_path / "rec", seconds=2.0)
+    out = tmp_path / "shards"
+    returncode, log = _record_replay(tmp_path / "rec", out, "first", 8)
+    assert returncode == 0, log
     index = load_index(out)
     samples = []
     for shard in index["shards"]:
@@ -110,14 +116,10 @@ def test_recorder_accounts_for_every_frame_under_load(tmp_path):
                                                for _ in iter(stop.is_set, True)], daemon=True)
     spinner.start()
     load = _busy_loops()
-    rec = _recorder(tmp_path / "shards", "loaded", 8)
     try:
-        replay = _replay(tmp_path / "rec")
-        assert replay.returncode == 0, replay.stdout + replay.stderr
-        time.sleep(1.5)
+        returncode, log = _record_replay(tmp_path / "rec", tmp_path / "shards", "loaded", 8,
+                                         settle_s=1.5)
     finally:
-        rec.send_signal(signal.SIGINT)
-        log = rec.communicate(timeout=60)[0].decode()
         for p in load:
             p.kill()
             p.wait()
@@ -128,7 +130,7 @@ def test_recorder_accounts_for_every_frame_under_load(tmp_path):
     spinner.join(timeout=5)
     node.destroy_node()
     rclpy.shutdown()
-    assert rec.returncode == 0, log
+    assert returncode == 0, log
     assert statuses, "recorder published no /diagnostics"
     last = {kv.key: int(kv.value) for kv in statuses[-1].values}
     assert last["frames_seen"] == len(frames), last
