@@ -21,43 +21,43 @@ def _depth_vis(depth: np.ndarray, d_max: float = 80.0) -> np.ndarray:
     return np.clip(d / d_max, 0, 1)
 
 
-def save_mosaic(path: Path, rows: list[tuple], max_samples: int = 4) -> None:
-    """One row per (sample, input mode): input, depth prediction, depth truth, segmentation."""
-    from event_fm.sim.classes import colorize
+def save_mosaic(path: Path, rows: list[tuple], max_samples: int = 4,
+                class_names=None) -> None:
+    """The training evaluate-stage mosaic: one row per (sample, input mode) of ``rows``
+    ((mode, batch, outputs) triples): input, depth prediction, depth truth, segmentation and its
+    truth, with the eval mosaic's conventions (``mosaic.build_mosaic``): one depth scale in
+    metres with its colour bar, sky/missing depth in their own colours, a class legend."""
+    from event_fm.evaluation.mosaic import Column, build_mosaic, save_figure
 
-    plt = _plt()
-    entries = []
+    entries, labels = [], []
     for mode, batch, out in rows:
         for j in range(min(max_samples, batch.voxels.shape[0])):
             if mode == "student_events":
-                v = batch.voxels[j].sum(0).cpu().numpy()
+                v = batch.voxels[j].sum(0).float().cpu().numpy()
                 m = np.abs(v).max() or 1.0
                 inp = np.stack([np.clip(v / m, 0, 1), np.zeros_like(v), np.clip(-v / m, 0, 1)],
                                -1)
             else:
                 img = batch.images_clean if mode == "teacher_rgb" else batch.images
-                inp = img[j].permute(1, 2, 0).cpu().numpy()
-            depth = out["depth"][j, 0].float().cpu().numpy() if "depth" in out else None
-            seg = (out["semantic_logits"][j].argmax(0).cpu().numpy().astype(np.uint8)
-                   if "semantic_logits" in out else None)
-            gt = batch.depth[j].cpu().numpy() if batch.depth is not None else None
-            entries.append((f"{mode} #{j}", inp, depth, gt, seg))
-    fig, axes = plt.subplots(len(entries), 4, figsize=(12, 2.4 * len(entries)), squeeze=False)
-    for row, (title, inp, depth, gt, seg) in zip(axes, entries, strict=True):
-        row[0].imshow(inp)
-        row[0].set_title(title, fontsize=8)
-        for ax, img, name in ((row[1], depth, "depth"), (row[2], gt, "depth truth")):
-            if img is not None:
-                ax.imshow(_depth_vis(img), cmap="magma_r")
-            ax.set_title(name, fontsize=8)
-        if seg is not None:
-            row[3].imshow(colorize(seg))
-        row[3].set_title("segmentation", fontsize=8)
-        for ax in row:
-            ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+                inp = img[j].permute(1, 2, 0).float().cpu().numpy()
+            entries.append({
+                "input": inp,
+                "depth": out["depth"][j, 0].float().cpu().numpy() if "depth" in out else None,
+                "depth_truth": batch.depth[j].cpu().numpy() if batch.depth is not None else None,
+                "semantic": (out["semantic_logits"][j].argmax(0).cpu().numpy().astype(np.uint8)
+                             if "semantic_logits" in out else None),
+                "semantic_truth": (batch.semantic[j].cpu().numpy().astype(np.uint8)
+                                   if getattr(batch, "semantic", None) is not None else None)})
+            labels.append(f"{mode} #{j}")
+    events_rows = any(mode == "student_events" for mode, _, _ in rows)
+    columns = [Column("input", "input (events: red ON, blue OFF)" if events_rows else "input",
+                      "image"),
+               Column("depth", "depth", "depth"), Column("depth_truth", "depth truth", "depth"),
+               Column("semantic", "segmentation", "semantic"),
+               Column("semantic_truth", "segmentation truth", "semantic")]
+    fig = build_mosaic(entries, columns, labels, class_names)
+    if fig is not None:
+        save_figure(fig, path, dpi=80)
 
 
 def save_depth_curves(path: Path, report: dict) -> None:
