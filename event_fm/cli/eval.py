@@ -42,10 +42,29 @@ def summary_lines(report: dict) -> list[str]:
                      f" m, @30m {m['depth_mae_30m']:.2f} m, AbsRel {m['absrel']:.3f}")
     if "miou" in m:
         lines.append(f"semantic: mIoU {m['miou']:.3f}, pixel accuracy {m['pixel_acc']:.3f}")
-    if "pose_auc_10" in m:
-        lines.append(f"pose: AUC@5/10/20 {m['pose_auc_5']:.3f}/{m['pose_auc_10']:.3f}/"
-                     f"{m['pose_auc_20']:.3f}, median rotation error "
-                     f"{m['pose_median_rot_deg']:.2f} deg")
+    for name, b in m.get("depth_baselines", {}).items():
+        lines.append(f"  baseline {name.replace('_', ' ')}: MAE@10m {b['depth_mae_10m']:.2f} m, "
+                     f"AbsRel {b['absrel']:.3f}")
+    if "absrel_median_scaled" in m:
+        lines.append(f"  scale-free: SILog {m['silog']:.1f}, AbsRel (median-scaled) "
+                     f"{m['absrel_median_scaled']:.3f}, rank correlation "
+                     f"{m['rank_correlation']:.3f}")
+    for name, b in m.get("semantic_baselines", {}).items():
+        lines.append(f"  baseline {name.replace('_', ' ')}: mIoU {b['miou']:.3f}")
+    for name, p in m.get("pose", {}).items():
+        if name == "ground_truth":
+            lines.append(f"  ground truth: unmoved matches {p['unmoved_fraction']:.2f}")
+            continue
+        if "auc_10" not in p:
+            continue
+        unmoved = (f", unmoved matches {p['unmoved_fraction']:.2f}"
+                   if "unmoved_fraction" in p else "")
+        label = "pose" if name == "model" else f"  baseline {name.replace('_', ' ')}"
+        lines.append(f"{label}: AUC@5/10/20 {p['auc_5']:.3f}/{p['auc_10']:.3f}/"
+                     f"{p['auc_20']:.3f} (rotation only {p['rot_auc_5']:.3f}/"
+                     f"{p['rot_auc_10']:.3f}/{p['rot_auc_20']:.3f}), median rotation error "
+                     f"{p['median_rot_deg']:.2f} deg, failures {p['failures']}/{p['pairs']}"
+                     f"{unmoved}")
     if "latency_ms" in m:
         lat = m["latency_ms"]
         lines.append(f"latency packet->depth: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms, "

@@ -2,8 +2,9 @@
 
 Depth follows the e2depth / REALM protocol (mean absolute error within 10/20/30 m of ground
 truth, plus AbsRel, RMSE and delta < 1.25); segmentation the ESS protocol (confusion matrix,
-ignore label 255, mIoU over classes present); pose the matching protocol (AUC of the rotation
-error at 5/10/20 degrees, median errors).
+ignore label 255, mIoU over classes present); scale-free depth terms per image (SILog x 100,
+AbsRel after median scaling, Spearman rank correlation); pose AUC helpers (the protocol that
+uses them is event_fm.evaluation.pose_protocol).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from event_fm.models.pose import rotation_error_deg  # one definition: models may not import us
 
 __all__ = ["DEPTH_BINS", "DEPTH_CUTOFFS", "POSE_THRESHOLDS", "DepthMetrics",
-           "SegmentationMetrics", "miou", "pose_auc", "rotation_error_deg",
+           "SegmentationMetrics", "miou", "pose_auc", "rank_correlation", "rotation_error_deg",
            "translation_angle_deg"]
 
 DEPTH_CUTOFFS = (10.0, 20.0, 30.0)
@@ -48,6 +49,17 @@ class DepthMetrics:
         s["absrel"] = s.get("absrel", 0.0) + float((np.abs(p - g) / g).sum())
         s["sq"] = s.get("sq", 0.0) + float(((p - g) ** 2).sum())
         s["delta1"] = s.get("delta1", 0.0) + float((np.maximum(p / g, g / p) < 1.25).sum())
+        if len(g) >= 2:  # per-image terms that ignore scale: a tabletop is not scored as a street
+            log_diff = np.log(p) - np.log(g)
+            silog = np.sqrt(max(0.0, np.mean(log_diff ** 2) - np.mean(log_diff) ** 2)) * 100
+            scaled = p * (np.median(g) / np.median(p))
+            s["images"] = s.get("images", 0.0) + 1
+            s["silog"] = s.get("silog", 0.0) + float(silog)
+            s["absrel_ms"] = s.get("absrel_ms", 0.0) + float(np.mean(np.abs(scaled - g) / g))
+            rho = rank_correlation(p, g)
+            if np.isfinite(rho):
+                s["rank_images"] = s.get("rank_images", 0.0) + 1
+                s["spearman"] = s.get("spearman", 0.0) + rho
 
     def compute(self) -> dict[str, float]:
         s, out = self.sums, {}
@@ -58,7 +70,26 @@ class DepthMetrics:
         out["absrel"] = s["absrel"] / n if n else float("nan")
         out["rmse"] = float(np.sqrt(s["sq"] / n)) if n else float("nan")
         out["delta1"] = s["delta1"] / n if n else float("nan")
+        images, ranked = s.get("images", 0.0), s.get("rank_images", 0.0)
+        out["silog"] = s["silog"] / images if images else float("nan")
+        out["absrel_median_scaled"] = s["absrel_ms"] / images if images else float("nan")
+        out["rank_correlation"] = s["spearman"] / ranked if ranked else float("nan")
         return out
+
+
+def rank_correlation(pred: np.ndarray, gt: np.ndarray, max_points: int = 20000) -> float:
+    """Spearman correlation of two depth samples (NaN when either is constant): whether the
+    prediction orders near and far as the truth does, whatever its scale."""
+    pred, gt = np.asarray(pred, np.float64).ravel(), np.asarray(gt, np.float64).ravel()
+    if len(pred) > max_points:
+        pick = np.linspace(0, len(pred) - 1, max_points).astype(int)
+        pred, gt = pred[pick], gt[pick]
+    if len(pred) < 2 or np.ptp(pred) == 0 or np.ptp(gt) == 0:
+        return float("nan")
+    from scipy.stats import rankdata
+
+    a, b = rankdata(pred), rankdata(gt)
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 @dataclass

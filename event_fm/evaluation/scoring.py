@@ -12,12 +12,14 @@ import numpy as np
 
 from event_fm.common.stamps import stamp_to_ns
 from event_fm.dataset.sync import pose_to_matrix
-from event_fm.evaluation.metrics import (
-    DepthMetrics,
-    SegmentationMetrics,
-    pose_auc,
-    rotation_error_deg,
+from event_fm.evaluation.metrics import DepthMetrics, SegmentationMetrics
+from event_fm.evaluation.pose_baselines import accumulated_event_frame, orb_pose
+from event_fm.evaluation.pose_protocol import (
+    PoseProtocol,
+    unmoved_fraction,
+    unmoved_fraction_truth,
 )
+from event_fm.evaluation.recording import Recording
 from event_fm.io.rosbag import BagReader, image_to_array
 
 
@@ -70,40 +72,154 @@ def _resize_nearest(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return a[ys][:, xs]
 
 
-def score(outputs: Outputs, gt: GroundTruth, num_classes: int = 11) -> dict:
-    depth, seg = DepthMetrics(), SegmentationMetrics(num_classes)
-    scored = {"depth": 0, "semantic": 0, "pose": 0}
-    for stamp, pred in outputs.depth.items():
+def _pose_pairs(outputs: Outputs, gt: GroundTruth):
+    """Consecutive processed windows (s0, s1) with the true motion T(c1 <- c0) between them."""
+    stamps = sorted(set(outputs.depth) | set(outputs.semantic) | set(outputs.pose))
+    for s0, s1 in zip(stamps, stamps[1:], strict=False):
+        p0, p1 = _match(s0, gt.pose), _match(s1, gt.pose)
+        if p0 is not None and p1 is not None:
+            yield s0, s1, np.linalg.inv(p1) @ p0
+
+
+def _score_depth(preds: dict[int, np.ndarray], gt: GroundTruth) -> tuple[DepthMetrics, int]:
+    metrics, n = DepthMetrics(), 0
+    for stamp, pred in preds.items():
         truth = _match(stamp, gt.depth)
         if truth is not None:
-            depth.update(pred, _resize_nearest(truth, pred.shape))
-            scored["depth"] += 1
+            metrics.update(pred, _resize_nearest(truth, pred.shape))
+            n += 1
+    return metrics, n
+
+
+def _depth_baselines(outputs: Outputs, gt: GroundTruth, empty: dict | None) -> dict:
+    """The best constant depth in hindsight (the median of every valid true pixel: the MAE
+    optimum) and the model's own prediction on an empty window, scored like the model."""
+    truths = [_match(s, gt.depth) for s in outputs.depth]
+    values = np.concatenate([t[np.isfinite(t) & (t > 0) & (t <= 80)].ravel()
+                             for t in truths if t is not None] or [np.zeros(0)])
+    out = {}
+    if len(values):
+        c = float(np.median(values))
+        const, _ = _score_depth({s: np.full_like(p, c) for s, p in outputs.depth.items()}, gt)
+        out["constant"] = {"value_m": c, **const.compute()}
+    if empty is not None and "depth" in empty:
+        preds = {s: _resize_nearest(empty["depth"], p.shape) for s, p in outputs.depth.items()}
+        out["empty_window"] = _score_depth(preds, gt)[0].compute()
+    return out
+
+
+def _semantic_baselines(outputs: Outputs, gt: GroundTruth, num_classes: int,
+                        empty: dict | None) -> dict:
+    """The best constant layout in hindsight (each pixel's most frequent true class over the
+    recording) and the model's prediction on an empty window."""
+    pairs = [(p, _match(s, gt.semantic)) for s, p in outputs.semantic.items()]
+    pairs = [(p, _resize_nearest(t, p.shape)) for p, t in pairs if t is not None]
+    if not pairs:
+        return {}
+    shape = pairs[0][0].shape
+    votes = np.zeros((num_classes + 1, *shape), dtype=np.int32)
+    for _, t in pairs:
+        if t.shape == shape:
+            t = np.where(t < num_classes, t, num_classes).astype(np.int64)
+            np.put_along_axis(votes, t[None], np.take_along_axis(votes, t[None], 0) + 1, 0)
+    layout = votes[:num_classes].argmax(0).astype(np.uint8)
+    out = {}
+    for name, pred in (("constant_layout", layout),
+                       ("empty_window", None if empty is None else empty.get("semantic"))):
+        if pred is None:
+            continue
+        seg = SegmentationMetrics(num_classes)
+        for _, t in pairs:
+            seg.update(_resize_nearest(pred, t.shape), t)
+        r = seg.compute()
+        out[name] = {"miou": r["miou"], "pixel_acc": r["pixel_acc"]}
+    return out
+
+
+def _score_pose(outputs: Outputs, gt: GroundTruth, recording: Recording | None,
+                window_ns: int) -> dict:
+    """The model and the baselines on the same pairs (see pose_protocol)."""
+    methods = {"model": PoseProtocol(), "identity": PoseProtocol()}
+    truth = PoseProtocol()
+    d = outputs.diagnostics
+    matches, unmoved = int(float(d.get("pose_matches", 0))), int(float(d.get(
+        "pose_matches_unmoved", 0)))
+    methods["model"].add_matches(matches, unmoved)
+    K = cell = None
+    if recording is not None and recording.width:
+        K, _ = recording.intrinsics()
+        cell = float(d.get("pose_cell_px") or 0.0)
+        cell = cell if cell > 0 else recording.height / 12  # the default model's 12-row grid
+        methods["orb_event_frames"] = PoseProtocol()
+        if recording.frames:
+            methods["orb_camera_frames"] = PoseProtocol()
+    frame_tol = _frame_tolerance(recording)
+    for s0, s1, T_true in _pose_pairs(outputs, gt):
+        methods["model"].add(outputs.pose.get(s1), T_true)
+        methods["identity"].add(np.eye(4), T_true)
+        if K is None:
+            continue
+        depth0 = _match(s0, gt.depth)
+        if depth0 is not None:
+            truth.add_matches(*unmoved_fraction_truth(
+                _resize_nearest(depth0, (recording.height, recording.width)), T_true, K, cell))
+        h, w = recording.height, recording.width
+        e0 = accumulated_event_frame(recording.window(s0, window_ns), h, w)
+        e1 = accumulated_event_frame(recording.window(s1, window_ns), h, w)
+        T, k0, k1 = orb_pose(e0, e1, K)
+        methods["orb_event_frames"].add(T, T_true)
+        methods["orb_event_frames"].add_matches(*unmoved_fraction(k0, k1, cell))
+        if "orb_camera_frames" in methods:
+            f0, f1 = recording.frame_near(s0, frame_tol), recording.frame_near(s1, frame_tol)
+            T, k0, k1 = (None, [], []) if f0 is None or f1 is None else orb_pose(f0, f1, K)
+            methods["orb_camera_frames"].add(T, T_true)
+            methods["orb_camera_frames"].add_matches(*unmoved_fraction(k0, k1, cell))
+    out = {name: m.result() for name, m in methods.items()}
+    if truth.matches:
+        out["ground_truth"] = {"unmoved_fraction": truth.unmoved / truth.matches}
+    return out
+
+
+def _frame_tolerance(recording: Recording | None) -> int:
+    if recording is None or len(recording.frames) < 2:
+        return 0
+    return int(np.median(np.diff(sorted(recording.frames))) // 2)
+
+
+def score(outputs: Outputs, gt: GroundTruth, num_classes: int = 11,
+          recording: Recording | None = None, window_ns: int = 50_000_000,
+          empty: dict | None = None) -> dict:
+    """Every metric of the outputs, each with its trivial baselines: depth beside the best
+    constant and the empty-window prediction (``empty``: the model's output on a window without
+    events), segmentation beside the best constant layout, pose beside identity and ORB on
+    event frames (and on camera frames), through the one pose protocol. ``recording`` (its
+    events, frames and intrinsics) is needed for the ORB baselines and the true unmoved
+    fraction."""
+    depth, n_depth = _score_depth(outputs.depth, gt)
+    seg = SegmentationMetrics(num_classes)
+    n_seg = 0
     for stamp, pred in outputs.semantic.items():
         truth = _match(stamp, gt.semantic)
         if truth is not None:
             seg.update(pred, _resize_nearest(truth, pred.shape))
-            scored["semantic"] += 1
-    rot_errors = []
-    stamps = sorted(set(outputs.depth) | set(outputs.semantic) | set(outputs.pose))
-    for stamp, T_rel in sorted(outputs.pose.items()):
-        earlier = [s for s in stamps if s < stamp]
-        if not earlier:
-            continue
-        p0, p1 = _match(earlier[-1], gt.pose), _match(stamp, gt.pose)
-        if p0 is None or p1 is None:
-            continue
-        truth = np.linalg.inv(p1) @ p0
-        rot_errors.append(rotation_error_deg(T_rel[:3, :3], truth[:3, :3]))
-        scored["pose"] += 1
-    result: dict = {"scored_windows": scored}
-    if scored["depth"]:
+            n_seg += 1
+    pose = _score_pose(outputs, gt, recording, window_ns) if gt.pose else {}
+    n_pose = pose.get("model", {}).get("pairs", 0)
+    result: dict = {"scored_windows": {"depth": n_depth, "semantic": n_seg, "pose": n_pose}}
+    if n_depth:
         result.update(depth.compute())
-    if scored["semantic"]:
+        result["depth_baselines"] = _depth_baselines(outputs, gt, empty)
+    if n_seg:
         s = seg.compute()
         result["miou"], result["pixel_acc"] = s["miou"], s["pixel_acc"]
-    if rot_errors:
-        result.update({f"pose_{k}": v for k, v in pose_auc(rot_errors).items()})
-        result["pose_median_rot_deg"] = float(np.median(rot_errors))
+        result["semantic_baselines"] = _semantic_baselines(outputs, gt, num_classes, empty)
+    if n_pose:
+        model = pose["model"]
+        result.update({f"pose_{k}": model[k] for k in model if k.startswith(("auc", "rot_auc"))})
+        result["pose_median_rot_deg"] = model["median_rot_deg"]
+        result["pose_median_trans_deg"] = model["median_trans_deg"]
+        result["pose_failures"] = model["failures"]
+        result["pose"] = pose
     if outputs.latency_s:
         lat = np.array(outputs.latency_s) * 1e3
         result["latency_ms"] = {f"p{q}": float(np.percentile(lat, q)) for q in (50, 90, 99)}
@@ -111,25 +227,74 @@ def score(outputs: Outputs, gt: GroundTruth, num_classes: int = 11) -> dict:
     return result
 
 
+def _f(value, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) and np.isfinite(value) \
+        else "-"
+
+
+DEPTH_COLUMNS = (("depth_mae_10m", "MAE@10m"), ("depth_mae_20m", "MAE@20m"),
+                 ("depth_mae_30m", "MAE@30m"), ("absrel", "AbsRel"), ("silog", "SILog"),
+                 ("absrel_median_scaled", "AbsRel (median-scaled)"),
+                 ("rank_correlation", "rank corr."))
+POSE_COLUMNS = (("auc_5", "AUC@5"), ("auc_10", "AUC@10"), ("auc_20", "AUC@20"),
+                ("rot_auc_5", "rot AUC@5"), ("rot_auc_10", "rot AUC@10"),
+                ("rot_auc_20", "rot AUC@20"), ("median_rot_deg", "med. rot (deg)"),
+                ("median_trans_deg", "med. t-dir (deg)"))
+
+
+def report_tables(m: dict) -> list[str]:
+    """The markdown tables of a scored recording, baselines beside the model."""
+    lines: list[str] = []
+    if "absrel" in m:
+        lines += ["## Depth", "", "| predictor | " + " | ".join(c[1] for c in DEPTH_COLUMNS)
+                  + " |", "|---" * (len(DEPTH_COLUMNS) + 1) + "|"]
+        rows = [("model", m)] + [(f"{k.replace('_', ' ')}" + (
+            f" ({v['value_m']:.1f} m)" if "value_m" in v else ""), v)
+            for k, v in m.get("depth_baselines", {}).items()]
+        lines += [f"| {name} | " + " | ".join(_f(v.get(k)) for k, _ in DEPTH_COLUMNS) + " |"
+                  for name, v in rows]
+        lines.append("")
+    if "miou" in m:
+        lines += ["## Semantic segmentation", "", "| predictor | mIoU | pixel accuracy |",
+                  "|---|---|---|", f"| model | {_f(m['miou'])} | {_f(m['pixel_acc'])} |"]
+        lines += [f"| {k.replace('_', ' ')} | {_f(v['miou'])} | {_f(v['pixel_acc'])} |"
+                  for k, v in m.get("semantic_baselines", {}).items()]
+        lines.append("")
+    if "pose" in m:
+        lines += ["## Relative pose between consecutive processed windows", "",
+                  "Error = max(rotation, translation direction); a window without a published "
+                  "pose is a failure. rot AUC ignores translation (REALM's protocol).", "",
+                  "| method | " + " | ".join(c[1] for c in POSE_COLUMNS)
+                  + " | failures / pairs | unmoved matches |",
+                  "|---" * (len(POSE_COLUMNS) + 3) + "|"]
+        truth = m["pose"].get("ground_truth", {})
+        for name, v in m["pose"].items():
+            if name == "ground_truth":
+                continue
+            lines.append(f"| {name.replace('_', ' ')} | "
+                         + " | ".join(_f(v.get(k)) for k, _ in POSE_COLUMNS)
+                         + f" | {v.get('failures', '-')} / {v.get('pairs', 0)} | "
+                         + f"{_f(v.get('unmoved_fraction'), 2)} |")
+        if truth:
+            lines.append("| ground truth | " + " | ".join("-" for _ in POSE_COLUMNS)
+                         + f" | - | {_f(truth['unmoved_fraction'], 2)} |")
+        lines.append("")
+    return lines
+
+
 def write_report(out_dir: Path, report: dict, outputs: Outputs, gt: GroundTruth) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
     m = report["metrics"]
-    rows = [("depth MAE @10/20/30 m", " / ".join(
-        f"{m[k]:.2f}" for k in ("depth_mae_10m", "depth_mae_20m", "depth_mae_30m") if k in m)),
-            ("AbsRel / RMSE / delta<1.25", " / ".join(
-                f"{m[k]:.3f}" for k in ("absrel", "rmse", "delta1") if k in m)),
-            ("mIoU / pixel accuracy", " / ".join(f"{m[k]:.3f}" for k in ("miou", "pixel_acc")
-                                                 if k in m)),
-            ("pose AUC @5/10/20 deg", " / ".join(
-                f"{m[k]:.3f}" for k in ("pose_auc_5", "pose_auc_10", "pose_auc_20") if k in m)),
-            ("latency p50 / p90 / p99 (ms)", " / ".join(
-                f"{v:.0f}" for k, v in m.get("latency_ms", {}).items() if k != "mean")),
-            ("windows scored", str(m["scored_windows"]))]
     lines = [f"# event-fm eval: {report['bag']}", "", f"Checkpoint: `{report['checkpoint']}`"]
     if report.get("checkpoint_note"):
         lines += ["", f"**{report['checkpoint_note']}**"]
-    lines += ["", "| metric | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
+    lines += [""] + report_tables(m)
+    lat = m.get("latency_ms", {})
+    lines += ["## Run", "", f"- windows scored: {m['scored_windows']}"]
+    if lat:
+        lines.append(f"- latency packet -> depth p50 / p90 / p99: {lat['p50']:.0f} / "
+                     f"{lat['p90']:.0f} / {lat['p99']:.0f} ms")
     lines += ["", "Node diagnostics at the end:", ""]
     lines += [f"- {k}: {v}" for k, v in sorted(report.get("diagnostics", {}).items())]
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")

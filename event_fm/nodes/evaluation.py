@@ -21,6 +21,8 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import Image
 
 from event_fm.common.stamps import stamp_to_ns
+from event_fm.evaluation.empty_window import empty_window_prediction
+from event_fm.evaluation.recording import Recording
 from event_fm.evaluation.scoring import GroundTruth, Outputs, score, write_report
 from event_fm.io.msg_definitions import EVENT_TYPES
 from event_fm.io.rosbag import BagReader
@@ -155,9 +157,15 @@ def evaluate_bag(bag_path: str | Path, checkpoint: str | Path, out_dir: str | Pa
         if i < len(published):
             outputs.latency_s.append(max(0.0, arrived - published[i][1]))
     gt = GroundTruth.from_bag(bag_path)
+    recording = Recording.from_bag(bag_path)
+    empty = None
+    if recording.width and recording.height:
+        empty = empty_window_prediction(checkpoint, recording.height, recording.width, device)
+    metrics = score(outputs, gt, recording=recording, window_ns=int(window_ms * 1e6),
+                    empty=empty)
     report = {"bag": str(bag_path), "checkpoint": str(checkpoint),
               "checkpoint_note": checkpoint_note, "rate": rate,
-              "metrics": score(outputs, gt), "diagnostics": outputs.diagnostics,
+              "metrics": metrics, "diagnostics": outputs.diagnostics,
               "outputs": {"depth": len(outputs.depth), "semantic": len(outputs.semantic),
                           "pose": len(outputs.pose)},
               "ground_truth": {"depth": len(gt.depth), "semantic": len(gt.semantic),

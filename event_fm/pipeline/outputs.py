@@ -130,6 +130,7 @@ class PoseOutput(Output):
         self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
         self._previous_depth: torch.Tensor | None = None
         self.intrinsics_assumed = False
+        self.cell_px = 0.0  # sensor pixels per descriptor cell (eval's unmoved-match grid)
 
     def compute(self, window: Window) -> RelativePose | None:
         desc = window.heads["descriptors"][0].float()
@@ -140,6 +141,7 @@ class PoseOutput(Output):
         if previous is None:
             return None
         stride = window.height / desc.shape[-2]
+        self.cell_px = stride
         k0, k1, _ = find_matches(previous[0], previous[1], desc, conf,
                                  stride=int(round(stride)), max_keypoints=self.max_keypoints,
                                  nms_radius=0)
@@ -150,6 +152,11 @@ class PoseOutput(Output):
             f = float(max(h, w))
             K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
         k0, k1 = k0.cpu().numpy(), k1.cpu().numpy()
+        # matches that stay in their descriptor cell: near the true fraction for descriptors
+        # that follow content, near 1 for descriptors that encode position (eval compares)
+        same = np.all(np.floor(k0 / stride) == np.floor(k1 / stride), axis=1)
+        window.counters["pose_matches"] += len(k0)
+        window.counters["pose_matches_unmoved"] += int(same.sum())
         pose = estimate_relative_pose(k0, k1, K, K, threshold_px=max(1.0, stride / 4))
         window.counters["pose_ok" if pose.ok else "pose_failed"] += 1
         if pose.ok and depth is not None and previous_depth is not None:
@@ -180,7 +187,7 @@ class PoseOutput(Output):
         return s if s > 0 else None
 
     def diagnostics(self) -> dict[str, Any]:
-        return {"intrinsics_assumed": self.intrinsics_assumed}
+        return {"intrinsics_assumed": self.intrinsics_assumed, "pose_cell_px": self.cell_px}
 
 
 def _sample(depth: torch.Tensor, points: np.ndarray, size: tuple[int, int]) -> np.ndarray:

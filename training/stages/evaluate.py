@@ -2,7 +2,9 @@
 the RGB the camera delivered (degraded where the recording is), and the student on events.
 
 Depth (MAE at 10/20/30 m, AbsRel, RMSE, delta1), segmentation (mIoU, pixel accuracy) and relative
-pose between frames (AUC of rotation error at 5/10/20 degrees, median errors). Writes
+pose between frames through event_fm.evaluation.pose_protocol (AUC of max(rotation,
+translation direction) at 5/10/20 degrees with failures counted, rotation-only AUC, the identity
+baseline on the same pairs, the unmoved-match fraction). Writes
 ``metrics.json``, ``metrics.md`` and PNG plots (a qualitative mosaic, error versus depth).
 """
 
@@ -16,14 +18,8 @@ import torch
 from tqdm import tqdm
 
 from event_fm.dataset.shard_dataset import ShardDataset
-from event_fm.evaluation.metrics import (
-    DEPTH_BINS,
-    DepthMetrics,
-    SegmentationMetrics,
-    pose_auc,
-    rotation_error_deg,
-    translation_angle_deg,
-)
+from event_fm.evaluation.metrics import DEPTH_BINS, DepthMetrics, SegmentationMetrics
+from event_fm.evaluation.pose_protocol import PoseProtocol, unmoved_fraction
 from event_fm.models import EventFM, estimate_relative_pose, find_matches, load_model
 from training.stages.common import Batch, to_batch
 
@@ -34,8 +30,8 @@ class ModeAccumulator:
     def __init__(self, num_classes: int):
         self.depth = DepthMetrics()
         self.seg = SegmentationMetrics(num_classes)
-        self.rot_errors: list[float] = []
-        self.trans_errors: list[float] = []
+        self.pose = PoseProtocol()
+        self.identity = PoseProtocol()  # "no motion" on the same pairs, reported beside
         self.abs_err_by_depth = np.zeros(len(DEPTH_BINS) - 1)
         self.count_by_depth = np.zeros(len(DEPTH_BINS) - 1)
         self.features: list[tuple] = []  # (source, stamp, descriptors, confidence, pose, K)
@@ -55,12 +51,13 @@ class ModeAccumulator:
         if self.seg.confusion.sum():
             seg = self.seg.compute()
             out["miou"], out["pixel_acc"] = seg["miou"], seg["pixel_acc"]
-        if self.rot_errors:
-            out.update({f"pose_{k}": v for k, v in pose_auc(self.rot_errors).items()})
-            out["pose_median_rot_deg"] = float(np.nanmedian(self.rot_errors))
-            finite = [e for e in self.trans_errors if np.isfinite(e)]
-            out["pose_median_trans_deg"] = float(np.median(finite)) if finite else float("nan")
-            out["pose_pairs"] = len(self.rot_errors)
+        if self.pose.rotation:
+            pose = self.pose.result()
+            out.update({f"pose_{k}": v for k, v in pose.items()
+                        if k.startswith(("auc", "rot_auc", "median", "unmoved", "failures"))})
+            out["pose_pairs"] = pose["pairs"]
+            identity = self.identity.result()
+            out.update({f"identity_pose_{k}": identity[k] for k in ("auc_10", "rot_auc_10")})
         return out
 
 
@@ -80,15 +77,16 @@ def _pose_errors(acc: ModeAccumulator, stride: int, gap: int) -> None:
             continue
         k0, k1, _ = find_matches(a[2], a[3], b[2], b[3], stride=stride, max_keypoints=1024,
                                  nms_radius=1)
-        est = estimate_relative_pose(k0.numpy(), k1.numpy(), a[5], b[5],
-                                     threshold_px=max(1.0, stride / 4))
+        k0, k1 = k0.numpy(), k1.numpy()
+        est = estimate_relative_pose(k0, k1, a[5], b[5], threshold_px=max(1.0, stride / 4))
         T = np.linalg.inv(b[4]) @ a[4]  # camera 0 -> camera 1
+        T_est = None
         if est.ok:
-            acc.rot_errors.append(rotation_error_deg(est.R, T[:3, :3]))
-            acc.trans_errors.append(translation_angle_deg(est.t.reshape(3), T[:3, 3]))
-        else:
-            acc.rot_errors.append(float("inf"))
-            acc.trans_errors.append(float("nan"))
+            T_est = np.eye(4)
+            T_est[:3, :3], T_est[:3, 3] = est.R, est.t.reshape(3)
+        acc.pose.add(T_est, T)
+        acc.pose.add_matches(*unmoved_fraction(k0, k1, stride))
+        acc.identity.add(np.eye(4), T)
     acc.features = []
 
 
@@ -170,8 +168,10 @@ def run_evaluate(config: dict, out_dir: Path, progress: bool = True) -> dict:
 COLUMNS = [("depth_mae_10m", "MAE@10m"), ("depth_mae_20m", "MAE@20m"),
            ("depth_mae_30m", "MAE@30m"), ("absrel", "AbsRel"), ("rmse", "RMSE"),
            ("delta1", "d<1.25"), ("miou", "mIoU"), ("pixel_acc", "Acc"),
+           ("absrel_median_scaled", "AbsRel (med.-scaled)"), ("rank_correlation", "rank corr."),
            ("pose_auc_5", "AUC@5"), ("pose_auc_10", "AUC@10"), ("pose_auc_20", "AUC@20"),
-           ("pose_median_rot_deg", "med. rot err")]
+           ("pose_rot_auc_10", "rot AUC@10"), ("identity_pose_rot_auc_10", "identity rot AUC@10"),
+           ("pose_median_rot_deg", "med. rot err"), ("pose_unmoved_fraction", "unmoved")]
 
 
 def markdown_table(report: dict) -> str:
