@@ -12,12 +12,19 @@ from event_fm.cli.domain import add_domain_argument, apply_domain
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bag", help="recording with /gt/depth, /gt/semantic, /gt/pose topics")
+    parser.add_argument("bag", help="recording; /gt/depth, /gt/semantic, /gt/pose topics are "
+                        "scored where present, label-free figures otherwise")
     parser.add_argument("--checkpoint", default=None, help="model (default: the embedded one)")
     parser.add_argument("--out", default="out/eval", help="report directory")
     parser.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--window-ms", type=float, default=50.0)
+    parser.add_argument("--trajectory", default=None,
+                        help="TUM-format camera poses (t tx ty tz qx qy qz qw, header clock) to "
+                             "score pose on a recording without /gt/pose")
+    parser.add_argument("--teacher", default=None,
+                        help="checkpoint with an RGB branch: its depth and classes on the "
+                             "camera frames are the reference where there are no labels")
     add_domain_argument(parser, private_by_default=True)
 
 
@@ -69,6 +76,26 @@ def summary_lines(report: dict) -> list[str]:
         lat = m["latency_ms"]
         lines.append(f"latency packet->depth: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms, "
                      f"p99 {lat['p99']:.0f} ms")
+    topics = m.get("ground_truth_topics")
+    if topics is not None and not topics:
+        lines.append("ground truth: none in this recording (no /gt/* topics); label-free "
+                     "figures follow")
+    lf = m.get("label_free", {})
+    for k, v in lf.get("input_sensitivity", {}).items():
+        lines.append(f"  {k.replace('_', ' ')}: {v:.3f}")
+    for name, p in lf.get("pose", {}).items():
+        if name == "reference":
+            lines.append(f"  pose reference: {p['method']}, {p['pairs']} pairs, unmoved "
+                         f"matches {p['unmoved_fraction']:.2f}")
+            continue
+        parts = [f"{key} {p[key]:.3f}" for key in ("auc_10", "rot_auc_10", "success_fraction",
+                                                   "unmoved_fraction") if key in p]
+        lines.append(f"  pose {name.replace('_', ' ')}: " + ", ".join(parts))
+    for name, p in (lf.get("teacher_agreement") or {}).items():
+        parts = [f"{key.replace('_', ' ')} {p[key]:.3f}" for key in (
+            "depth_absrel_median_scaled", "depth_rank_correlation", "semantic_agreement")
+            if key in p]
+        lines.append(f"  vs teacher on frames, {name.replace('_', ' ')}: " + ", ".join(parts))
     d = report.get("diagnostics", {})
     processed = d.get("windows_processed", "? (no diagnostics received)")
     lines.append(f"windows: {processed} processed, "
@@ -123,6 +150,19 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.bag).exists():
         print(f"event-fm eval: no such bag: {args.bag}", file=sys.stderr)
         return 1
+    for flag, path in (("--trajectory", args.trajectory), ("--teacher", args.teacher)):
+        if path is not None and not Path(path).exists():
+            print(f"event-fm eval: {flag}: no such file: {path}", file=sys.stderr)
+            return 1
+    if args.trajectory is not None:
+        from event_fm.io.datasets import read_tum_trajectory
+        from event_fm.io.errors import UnreadableInputError
+
+        try:
+            read_tum_trajectory(args.trajectory)
+        except (UnreadableInputError, OSError) as exc:
+            print(f"event-fm eval: --trajectory: {exc}", file=sys.stderr)
+            return 2
     problem = writable_dir(args.out) or bag_event_problem(args.bag)
     if problem:
         print(f"event-fm eval: {problem}", file=sys.stderr)
@@ -138,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         report = evaluate_bag(args.bag, checkpoint, args.out, args.rate, args.device,
-                              args.window_ms, checkpoint_note(checkpoint))
+                              args.window_ms, checkpoint_note(checkpoint), args.trajectory,
+                              args.teacher)
     except (RuntimeError, ValueError) as exc:
         print(f"event-fm eval: {exc}", file=sys.stderr)
         return 1

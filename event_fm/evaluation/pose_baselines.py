@@ -10,7 +10,7 @@ import numpy as np
 
 from event_fm.models.pose import estimate_relative_pose
 
-__all__ = ["accumulated_event_frame", "orb_matches", "orb_pose"]
+__all__ = ["accumulated_event_frame", "orb_matches", "orb_pose", "xfeat_pose"]
 
 
 def accumulated_event_frame(events: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -60,3 +60,17 @@ def orb_pose(image0: np.ndarray, image1: np.ndarray, K: np.ndarray,
     T = np.eye(4)
     T[:3, :3], T[:3, 3] = pose.R, pose.t.reshape(3)
     return T, k0, k1
+
+
+def xfeat_pose(image0: np.ndarray, image1: np.ndarray, K: np.ndarray,
+               threshold_px: float = 1.0) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """XFeat (real-image matcher) on two camera frames: (4x4 T(c1 <- c0) or None, k0, k1). The
+    reference motion where a recording has frames but no ground truth."""
+    from event_fm.models.xfeat import match_images
+
+    m = match_images(image0, image1, K, threshold_px=threshold_px)
+    if not m.pose.ok:
+        return None, m.kpts0, m.kpts1
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = m.pose.R, m.pose.t.reshape(3)
+    return T, m.kpts0, m.kpts1

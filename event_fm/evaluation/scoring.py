@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from event_fm.common.stamps import stamp_to_ns
 from event_fm.dataset.sync import pose_to_matrix
 from event_fm.evaluation.metrics import DepthMetrics, SegmentationMetrics
-from event_fm.evaluation.pose_baselines import accumulated_event_frame, orb_pose
+from event_fm.evaluation.pose_baselines import accumulated_event_frame, orb_pose, xfeat_pose
 from event_fm.evaluation.pose_protocol import (
     PoseProtocol,
     unmoved_fraction,
@@ -55,6 +56,24 @@ class GroundTruth:
                 else:
                     gt.pose[stamp] = pose_to_matrix(msg.pose)
         return gt
+
+
+def trajectory_at(path: str | Path, stamps: list[int]) -> dict[int, np.ndarray]:
+    """T_world_camera at each stamp from a TUM trajectory file (interpolated; stamps outside
+    it, or in a gap, are left out). Its times must be on the bag's header clock."""
+    from event_fm.io.datasets import interpolate_poses, read_tum_trajectory
+
+    t, poses = read_tum_trajectory(path)
+    at = np.asarray(stamps, dtype=np.int64)
+    values, valid = interpolate_poses(t, poses, at)
+    out = {}
+    for stamp, v, ok in zip(at, values, valid, strict=True):
+        if ok:
+            T = np.eye(4)
+            T[:3, :3] = Rotation.from_quat(v[3:]).as_matrix()
+            T[:3, 3] = v[:3]
+            out[int(stamp)] = T
+    return out
 
 
 def _match(stamp: int, table: dict[int, np.ndarray], tol_ns: int = 1_000_000):
@@ -153,6 +172,8 @@ def _score_pose(outputs: Outputs, gt: GroundTruth, recording: Recording | None,
         methods["orb_event_frames"] = PoseProtocol()
         if recording.frames:
             methods["orb_camera_frames"] = PoseProtocol()
+            if xfeat_available():
+                methods["xfeat_camera_frames"] = PoseProtocol()
     frame_tol = _frame_tolerance(recording)
     for s0, s1, T_true in _pose_pairs(outputs, gt):
         methods["model"].add(outputs.pose.get(s1), T_true)
@@ -169,15 +190,28 @@ def _score_pose(outputs: Outputs, gt: GroundTruth, recording: Recording | None,
         T, k0, k1 = orb_pose(e0, e1, K)
         methods["orb_event_frames"].add(T, T_true)
         methods["orb_event_frames"].add_matches(*unmoved_fraction(k0, k1, cell))
-        if "orb_camera_frames" in methods:
-            f0, f1 = recording.frame_near(s0, frame_tol), recording.frame_near(s1, frame_tol)
-            T, k0, k1 = (None, [], []) if f0 is None or f1 is None else orb_pose(f0, f1, K)
-            methods["orb_camera_frames"].add(T, T_true)
-            methods["orb_camera_frames"].add_matches(*unmoved_fraction(k0, k1, cell))
+        if "orb_camera_frames" not in methods:
+            continue
+        f0, f1 = recording.frame_near(s0, frame_tol), recording.frame_near(s1, frame_tol)
+        for name, method in (("orb_camera_frames", orb_pose), ("xfeat_camera_frames", xfeat_pose)):
+            if name in methods:
+                T, k0, k1 = (None, [], []) if f0 is None or f1 is None else method(f0, f1, K)
+                methods[name].add(T, T_true)
+                methods[name].add_matches(*unmoved_fraction(k0, k1, cell))
     out = {name: m.result() for name, m in methods.items()}
     if truth.matches:
         out["ground_truth"] = {"unmoved_fraction": truth.unmoved / truth.matches}
     return out
+
+
+def xfeat_available() -> bool:
+    from event_fm.models.xfeat import XFeatUnavailable, xfeat_weights_path
+
+    try:
+        xfeat_weights_path()
+    except XFeatUnavailable:
+        return False
+    return True
 
 
 def _frame_tolerance(recording: Recording | None) -> int:
@@ -282,6 +316,54 @@ def report_tables(m: dict) -> list[str]:
     return lines
 
 
+def label_free_tables(lf: dict) -> list[str]:
+    """The markdown of a recording scored without labels."""
+    lines = ["## Without labels", "",
+             "This recording has no depth/semantic ground truth: these figures need none.", ""]
+    sens = lf.get("input_sensitivity", {})
+    if sens:
+        lines += ["### Does the output follow the input?", "",
+                  "Agreement near 1 and rank correlation near 1 with the empty-window answer "
+                  "mean the model shows the same layout whatever it sees.", "",
+                  "| measure | value |", "|---|---|"]
+        lines += [f"| {k.replace('_', ' ')} | {_f(v)} |" for k, v in sens.items()]
+        lines.append("")
+    pose = lf.get("pose", {})
+    if pose:
+        ref = pose.get("reference")
+        lines += ["### Pose", "",
+                  (f"Reference motion: {ref['method']} on {ref['pairs']} pairs (unit "
+                   "translation); errors as in the pose protocol." if ref else
+                   "No camera frames: no reference motion, only success and unmoved matches."),
+                  "", "| method | AUC@5 | AUC@10 | AUC@20 | rot AUC@10 | pose found | "
+                  "unmoved matches |", "|---|---|---|---|---|---|---|"]
+        for name, v in pose.items():
+            if name == "reference":
+                continue
+            lines.append(f"| {name.replace('_', ' ')} | {_f(v.get('auc_5'))} | "
+                         f"{_f(v.get('auc_10'))} | {_f(v.get('auc_20'))} | "
+                         f"{_f(v.get('rot_auc_10'))} | {_f(v.get('success_fraction'), 2)} | "
+                         f"{_f(v.get('unmoved_fraction'), 2)} |")
+        if ref:
+            lines.append(f"| reference | - | - | - | - | - | {_f(ref['unmoved_fraction'], 2)} |")
+        lines.append("")
+    agreement = lf.get("teacher_agreement")
+    if agreement:
+        lines += [f"### Against the image teacher on the frames (`{lf.get('teacher')}`)", "",
+                  "| predictor | depth AbsRel (median-scaled) | depth rank corr. | "
+                  "class agreement | windows |", "|---|---|---|---|---|"]
+        for name, v in agreement.items():
+            lines.append(f"| {name.replace('_', ' ')} | "
+                         f"{_f(v.get('depth_absrel_median_scaled'))} | "
+                         f"{_f(v.get('depth_rank_correlation'))} | "
+                         f"{_f(v.get('semantic_agreement'))} | {v.get('windows', 0)} |")
+        lines.append("")
+    elif "teacher" in lf:
+        lines += ["No image teacher (a checkpoint with its RGB branch, `--teacher`) or no frames:"
+                  " depth and class agreement not scored.", ""]
+    return lines
+
+
 def write_report(out_dir: Path, report: dict, outputs: Outputs, gt: GroundTruth) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
@@ -289,7 +371,12 @@ def write_report(out_dir: Path, report: dict, outputs: Outputs, gt: GroundTruth)
     lines = [f"# event-fm eval: {report['bag']}", "", f"Checkpoint: `{report['checkpoint']}`"]
     if report.get("checkpoint_note"):
         lines += ["", f"**{report['checkpoint_note']}**"]
+    topics = m.get("ground_truth_topics")
+    if topics is not None:
+        lines += ["", f"Ground truth: {', '.join(topics) if topics else 'none in this recording'}"]
     lines += [""] + report_tables(m)
+    if "label_free" in m:
+        lines += label_free_tables(m["label_free"])
     lat = m.get("latency_ms", {})
     lines += ["## Run", "", f"- windows scored: {m['scored_windows']}"]
     if lat:

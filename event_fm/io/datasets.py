@@ -693,3 +693,15 @@ def convert_dataset(src: str | os.PathLike, dst: str | os.PathLike, gt: str | No
     counts["clock_offset_ns"] = int(rec.clock_offset_ns)
     counts["format"] = rec.metadata["format"]
     return counts
+
+
+def read_tum_trajectory(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A TUM-format trajectory ('t tx ty tz qx qy qz qw' per line, t in seconds, the pose of the
+    camera in the world, the format of ECD's groundtruth.txt) -> (stamps ns, (N, 7) poses)."""
+    from event_fm.io.files.text import _read_stamped_rows
+
+    path = Path(path)
+    stamps, poses, bad = _read_stamped_rows(path, 7)
+    if not len(stamps):
+        raise UnreadableInputError(f"{path}: no 't tx ty tz qx qy qz qw' line ({bad} malformed)")
+    return stamps, poses

@@ -22,8 +22,18 @@ from sensor_msgs.msg import Image
 
 from event_fm.common.stamps import stamp_to_ns
 from event_fm.evaluation.empty_window import empty_window_prediction
+from event_fm.evaluation.frame_teacher import has_image_teacher, teacher_on_frames
+from event_fm.evaluation.label_free import score_label_free
+from event_fm.evaluation.pose_baselines import xfeat_pose
 from event_fm.evaluation.recording import Recording
-from event_fm.evaluation.scoring import GroundTruth, Outputs, score, write_report
+from event_fm.evaluation.scoring import (
+    GroundTruth,
+    Outputs,
+    score,
+    trajectory_at,
+    write_report,
+    xfeat_available,
+)
 from event_fm.io.msg_definitions import EVENT_TYPES
 from event_fm.io.rosbag import BagReader
 from event_fm.nodes import perception_params
@@ -87,9 +97,39 @@ def _refuse_foreign_publishers(player: Node, topic: str) -> None:
                            "stream (pick a free domain with --domain)")
 
 
+def score_recording(bag_path: Path, checkpoint: str | Path, outputs: Outputs,
+                    window_ms: float, device: str, trajectory: str | Path | None = None,
+                    teacher: str | Path | None = None) -> tuple[dict, GroundTruth]:
+    """Scores with the baselines; a recording without labels gets the label-free section
+    (and the pose protocol when a TUM ``trajectory`` gives the camera's poses)."""
+    gt = GroundTruth.from_bag(bag_path)
+    truth_topics = [k for k in ("depth", "semantic", "pose") if getattr(gt, k)]
+    if trajectory is not None:
+        gt.pose = trajectory_at(trajectory, sorted(set(outputs.depth) | set(outputs.pose)))
+        truth_topics.append(f"pose from {Path(trajectory).name}")
+    recording = Recording.from_bag(bag_path)
+    empty = None
+    if recording.width and recording.height:
+        empty = empty_window_prediction(checkpoint, recording.height, recording.width, device)
+    window_ns = int(window_ms * 1e6)
+    metrics = score(outputs, gt, recording=recording, window_ns=window_ns, empty=empty)
+    metrics["ground_truth_topics"] = truth_topics
+    if not (gt.depth and gt.semantic):
+        frame_teacher = None
+        source = teacher or (checkpoint if has_image_teacher(checkpoint) else None)
+        if source is not None and recording.frames:
+            frame_teacher = teacher_on_frames(source, recording.frames, device)
+        frame_pose = xfeat_pose if recording.frames and xfeat_available() else None
+        metrics["label_free"] = score_label_free(outputs, recording, empty, window_ns,
+                                                 frame_pose, frame_teacher)
+        metrics["label_free"]["teacher"] = str(source) if frame_teacher is not None else None
+    return metrics, gt
+
+
 def evaluate_bag(bag_path: str | Path, checkpoint: str | Path, out_dir: str | Path,
                  rate: float = 1.0, device: str = "auto", window_ms: float = 50.0,
-                 checkpoint_note: str = "") -> dict:
+                 checkpoint_note: str = "", trajectory: str | Path | None = None,
+                 teacher: str | Path | None = None) -> dict:
     import rclpy
 
     bag_path, out_dir = Path(bag_path), Path(out_dir)
@@ -156,13 +196,8 @@ def evaluate_bag(bag_path: str | Path, checkpoint: str | Path, out_dir: str | Pa
         i = bisect_left(log_times, stamp)  # first packet at or after the window end
         if i < len(published):
             outputs.latency_s.append(max(0.0, arrived - published[i][1]))
-    gt = GroundTruth.from_bag(bag_path)
-    recording = Recording.from_bag(bag_path)
-    empty = None
-    if recording.width and recording.height:
-        empty = empty_window_prediction(checkpoint, recording.height, recording.width, device)
-    metrics = score(outputs, gt, recording=recording, window_ns=int(window_ms * 1e6),
-                    empty=empty)
+    metrics, gt = score_recording(bag_path, checkpoint, outputs, window_ms, device, trajectory,
+                                  teacher)
     report = {"bag": str(bag_path), "checkpoint": str(checkpoint),
               "checkpoint_note": checkpoint_note, "rate": rate,
               "metrics": metrics, "diagnostics": outputs.diagnostics,
