@@ -10,7 +10,9 @@ from event_fm.sim.frames_io import read_frames
 
 W, H = 64, 48
 MS = 1_000_000
-IDEAL = dict(sigma=0.0, refractory_ns=0, shot_noise_rate=0.0, leak_rate=0.0)
+IDEAL = dict(sigma=0.0, refractory_ns=0, shot_noise_rate=0.0, leak_rate=0.0,
+             hot_pixel_fraction=0.0)
+NO_NOISE = dict(shot_noise_rate=0.0, leak_rate=0.0, hot_pixel_fraction=0.0)
 
 
 def _ramp_frames(delta_log: float, n: int = 11, base: float = 0.2, eps: float = 0.01,
@@ -67,11 +69,12 @@ def test_static_scene_makes_no_events_without_noise_and_poisson_noise_with_it():
     frames = [(k * 10 * MS, img) for k in range(101)]  # 1 s
     assert len(simulate_from_frames(frames, EsimParams(**IDEAL))) == 0
     rate = 2.0
-    events = simulate_from_frames(frames, EsimParams(shot_noise_rate=rate, sigma=0.0))
+    events = simulate_from_frames(frames, EsimParams(**{**NO_NOISE, "shot_noise_rate": rate},
+                                                     sigma=0.0))
     expected = rate * W * H * 1.0
     assert abs(len(events) - expected) < 5 * np.sqrt(expected)
     assert 0.4 < events["p"].mean() < 0.6
-    leak = simulate_from_frames(frames, EsimParams(leak_rate=rate, sigma=0.0))
+    leak = simulate_from_frames(frames, EsimParams(**{**NO_NOISE, "leak_rate": rate}, sigma=0.0))
     assert np.all(leak["p"] == 1)
     assert abs(len(leak) - expected) < 0.05 * expected
 

@@ -12,7 +12,14 @@ linearly interpolated crossing time and moves its reference by one threshold, so
 - leak events: the reference drifts down at ``leak_rate * C_on`` per second, so a static pixel
   fires ON events at ``leak_rate`` Hz (initial phases are random so pixels do not fire together),
 - shot noise: Poisson events of random polarity at ``shot_noise_rate`` Hz per pixel, which do
-  not touch the reference.
+  not touch the reference,
+- hot pixels: a ``hot_pixel_fraction`` of the pixels (drawn once per run from the seed) fire
+  Poisson events of random polarity at ``hot_pixel_rate`` Hz on top of everything else.
+
+The noise defaults are fitted to the real driver recordings in ``test/data/real_bags``
+(``benchmarks/sensor_noise.py`` measures them with ``event_fm.evaluation.sensor_noise``; the
+table is ``docs/sensor_noise.md``): each is the median over the four bags with events of the
+same statistic, per pixel and per second so that it holds at any resolution.
 
 For 8-bit footage the pixel values are taken as intensities (value / 255, as v2e does); ``eps``
 keeps quantisation steps in dark pixels from firing events.
@@ -42,9 +49,21 @@ class EsimParams:
     threshold_on: float = 0.25
     threshold_off: float = 0.25
     sigma: float = 0.03
-    refractory_ns: int = 100_000
-    shot_noise_rate: float = 0.0
-    leak_rate: float = 0.0
+    #: 0.1th percentile of same-pixel inter-event intervals, median over the real bags
+    #: (1005, 248, 281, 195 us): 265 us.
+    refractory_ns: int = 265_000
+    #: Background activity: isolated events in quiet cells, median over the real bags (0.100,
+    #: 0.038, 0.152, 0.406 Hz per pixel): 0.126 Hz, split between shot noise (ON/OFF 50/50)
+    #: and leak events (ON only) so that the ON share of the background is the bags' median
+    #: (0.159, 0.506, 0.643, 0.520): 0.513, i.e. leak = (2 x 0.513 - 1) x 0.126 = 0.0033 Hz,
+    #: shot = 0.126 - 0.0033 = 0.123 Hz.
+    shot_noise_rate: float = 0.123
+    leak_rate: float = 0.0033
+    #: Hot pixels (rate >= 10x both the median active pixel's and their neighbours'), median
+    #: over the real bags: 1.65e-4 of the pixels (2.8e-4, 5.0e-5, 2.2e-5, 1.07e-3), firing at
+    #: 27.7 Hz (23.6, 18.4, 150, 31.8 Hz).
+    hot_pixel_fraction: float = 1.65e-4
+    hot_pixel_rate: float = 27.7
     eps: float = 0.01
     seed: int = 0
 
@@ -53,8 +72,10 @@ class EsimParams:
             raise ValueError("contrast thresholds must be positive")
         if self.sigma < 0 or self.refractory_ns < 0:
             raise ValueError("sigma and refractory period must be non-negative")
-        if self.shot_noise_rate < 0 or self.leak_rate < 0:
+        if self.shot_noise_rate < 0 or self.leak_rate < 0 or self.hot_pixel_rate < 0:
             raise ValueError("noise rates must be non-negative")
+        if not 0 <= self.hot_pixel_fraction <= 1:
+            raise ValueError("hot_pixel_fraction must be in [0, 1]")
         if self.eps <= 0:
             raise ValueError("eps must be positive")
 
@@ -130,6 +151,10 @@ class EventSimulator:
         self._last_log: np.ndarray | None = None
         self._last_t = np.full(n, np.iinfo(np.int64).min // 2, dtype=np.int64)
         self.t_ns: int | None = None
+        #: flat indices of the hot pixels (own generator: the thresholds above stay the same)
+        n_hot = int(round(params.hot_pixel_fraction * n))
+        self.hot = np.sort(np.random.default_rng([params.seed, 1]).choice(n, n_hot, replace=False)
+                           ) if n_hot and params.hot_pixel_rate > 0 else np.zeros(0, np.int64)
 
     @property
     def started(self) -> bool:
@@ -172,6 +197,8 @@ class EventSimulator:
             events = _pack(x[:n], y[:n], t[:n], pol[:n])
             if p.shot_noise_rate > 0:
                 events = np.concatenate([events, self._shot_noise(self.t_ns, dt)])
+            if len(self.hot):
+                events = np.concatenate([events, self._hot_events(self.t_ns, dt)])
             events = events[np.argsort(events["t"], kind="stable")]
         else:
             self._d += delta  # a repeated timestamp: take the new level without events
@@ -183,6 +210,12 @@ class EventSimulator:
         n_pix = self.width * self.height
         n = int(self.rng.poisson(self.params.shot_noise_rate * n_pix * dt * 1e-9))
         pix = self.rng.integers(0, n_pix, n)
+        t = t0 + 1 + self.rng.integers(0, dt, n)
+        return _pack(pix % self.width, pix // self.width, t, self.rng.integers(0, 2, n))
+
+    def _hot_events(self, t0: int, dt: int) -> np.ndarray:
+        n = int(self.rng.poisson(self.params.hot_pixel_rate * len(self.hot) * dt * 1e-9))
+        pix = self.hot[self.rng.integers(0, len(self.hot), n)]
         t = t0 + 1 + self.rng.integers(0, dt, n)
         return _pack(pix % self.width, pix // self.width, t, self.rng.integers(0, 2, n))
 
