@@ -126,3 +126,31 @@ def test_score_counts_missing_poses_as_failures_and_reports_baselines():
     assert m["pose"]["orb_camera_frames"]["pairs"] == 2
     assert 0.0 <= m["pose"]["ground_truth"]["unmoved_fraction"] <= 1.0
     assert m["depth_baselines"]["constant"]["value_m"] == pytest.approx(4.0)
+
+
+def test_report_puts_baselines_beside_the_model(tmp_path):
+    from event_fm.evaluation.scoring import write_report
+
+    gt, out = GroundTruth(), Outputs()
+    img0, img1, K, T = _plane_views(0.3)
+    rec = Recording(width=320, height=240, K=K)
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        s = 1_000_000_000 + k * 50_000_000
+        gt.pose[s] = np.linalg.matrix_power(np.linalg.inv(T), k)
+        gt.depth[s] = rng.uniform(2, 20, (240, 320)).astype(np.float32)
+        gt.semantic[s] = rng.integers(0, 3, (240, 320)).astype(np.uint8)
+        out.depth[s], out.semantic[s] = gt.depth[s] * 1.1, gt.semantic[s]
+        rec.frames[s] = img0 if k == 0 else img1
+    metrics = score(out, gt, recording=rec, empty={"depth": np.full((240, 320), 7.0),
+                                                   "semantic": np.zeros((240, 320), np.uint8)})
+    write_report(tmp_path, {"bag": "b", "checkpoint": "c", "metrics": metrics}, out, gt)
+    text = (tmp_path / "report.md").read_text()
+    for row in ("| model |", "| constant (", "| empty window |", "| constant layout |",
+                "| identity |", "| orb event frames |", "| orb camera frames |",
+                "| ground truth |"):
+        assert row in text, row
+    assert metrics["rank_correlation"] == pytest.approx(1.0)  # 1.1 x the truth: same order
+    assert metrics["absrel_median_scaled"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["depth_baselines"]["empty_window"]["absrel"] > 0.3
+    assert (tmp_path / "mosaic.png").stat().st_size > 10_000

@@ -385,41 +385,24 @@ def write_report(out_dir: Path, report: dict, outputs: Outputs, gt: GroundTruth)
     lines += ["", "Node diagnostics at the end:", ""]
     lines += [f"- {k}: {v}" for k, v in sorted(report.get("diagnostics", {}).items())]
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")
-    _mosaic(out_dir / "mosaic.png", outputs, gt)
+    _mosaic(out_dir / "mosaic.png", outputs, gt, report.get("recording_start_ns"))
     _latency_histogram(out_dir / "latency.png", outputs.latency_s)
 
 
-def _mosaic(path: Path, outputs: Outputs, gt: GroundTruth, rows: int = 4) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from event_fm.sim.classes import colorize
+def _mosaic(path: Path, outputs: Outputs, gt: GroundTruth, t0_ns: int | None = None,
+            rows: int = 4) -> None:
+    from event_fm.evaluation.mosaic import save_eval_mosaic
+    from event_fm.sim.classes import CLASS_NAMES
 
     stamps = sorted(outputs.depth)
     if not stamps:
         return
     picks = [stamps[int(i)] for i in np.linspace(0, len(stamps) - 1, min(rows, len(stamps)))]
-    fig, axes = plt.subplots(len(picks), 5, figsize=(15, 2.6 * len(picks)), squeeze=False)
-    titles = ("events", "depth (events)", "depth truth", "semantic (events)", "semantic truth")
-    for row, stamp in zip(axes, picks, strict=True):
-        d_gt, s_gt = _match(stamp, gt.depth), _match(stamp, gt.semantic)
-        images = [outputs.events_image.get(stamp), outputs.depth.get(stamp), d_gt,
-                  colorize(outputs.semantic[stamp]) if stamp in outputs.semantic else None,
-                  colorize(s_gt) if s_gt is not None else None]
-        for ax, img, title in zip(row, images, titles, strict=True):
-            if img is not None:
-                if img.ndim == 2:
-                    ax.imshow(np.clip(np.nan_to_num(img, posinf=80.0) / 80.0, 0, 1),
-                              cmap="magma_r")
-                else:
-                    ax.imshow(img)
-            ax.set_title(f"{title}\n{stamp / 1e9:.3f} s", fontsize=7)
-            ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_eval_mosaic(path, [{"stamp_ns": s, "events": outputs.events_image.get(s),
+                             "depth": outputs.depth.get(s), "depth_truth": _match(s, gt.depth),
+                             "semantic": outputs.semantic.get(s),
+                             "semantic_truth": _match(s, gt.semantic)} for s in picks],
+                     t0_ns if t0_ns is not None else stamps[0], CLASS_NAMES)
 
 
 def _latency_histogram(path: Path, latency_s: list[float]) -> None:

@@ -114,6 +114,8 @@ def score_recording(bag_path: Path, checkpoint: str | Path, outputs: Outputs,
     window_ns = int(window_ms * 1e6)
     metrics = score(outputs, gt, recording=recording, window_ns=window_ns, empty=empty)
     metrics["ground_truth_topics"] = truth_topics
+    if len(recording.events):
+        metrics["recording_start_ns"] = int(recording.events["t"][0]) + recording.offset_ns
     if not (gt.depth and gt.semantic):
         frame_teacher = None
         source = teacher or (checkpoint if has_image_teacher(checkpoint) else None)
@@ -200,6 +202,7 @@ def evaluate_bag(bag_path: str | Path, checkpoint: str | Path, out_dir: str | Pa
                                   teacher)
     report = {"bag": str(bag_path), "checkpoint": str(checkpoint),
               "checkpoint_note": checkpoint_note, "rate": rate,
+              "recording_start_ns": metrics.pop("recording_start_ns", None),
               "metrics": metrics, "diagnostics": outputs.diagnostics,
               "outputs": {"depth": len(outputs.depth), "semantic": len(outputs.semantic),
                           "pose": len(outputs.pose)},
