@@ -51,7 +51,7 @@ MAX_MODEL_BYTES = 8 * 2**30
 #: module stays importable from the families themselves).
 _FAMILIES = ("event_fm.models.model", "event_fm.models.forecast.denoiser",
              "event_fm.models.forecast.simvp", "event_fm.models.gep",
-             "event_fm.models.reconstruction")
+             "event_fm.models.reconstruction", "event_fm.models.event_matcher")
 
 
 class CheckpointError(ValueError):

@@ -72,6 +72,12 @@ def _data(ctx: Context) -> dict:
     return run_stage("data", ctx.config, ctx.out, workers=ctx.opt("workers"))
 
 
+def _matcher(ctx: Context) -> dict:
+    from training.stages.matcher import run_matcher
+
+    return run_matcher(ctx.config, ctx.out, ctx.opt("steps"), ctx.opt("device"), ctx.opt("to"))
+
+
 def _evaluate(ctx: Context) -> dict:
     config = ctx.config
     if ctx.opt("checkpoint"):
@@ -184,6 +190,9 @@ FAMILY = Family("distill", "event student distilled from an image teacher (REALM
     "distill": Step("distill the event student from the frozen teacher", _fit("distill")),
     "scratch": Step("the student trained on ground truth without a teacher (baseline)",
                     _fit("scratch")),
+    "matcher": Step("event matcher in XFeat's descriptor space, distilled from XFeat on the "
+                    "frames (event-event and image-event matching); --to: its checkpoint",
+                    _matcher),
     "evaluate": Step("score a checkpoint (--checkpoint, else evaluate.init) on held-out "
                      "recordings", _evaluate),
     "rows": Step("teacher -> heads -> every reproduction row and the baseline (finished ones "
@@ -193,5 +202,5 @@ FAMILY = Family("distill", "event student distilled from an image teacher (REALM
                    _report),
     "export": Step("merge LoRA, drop the teacher: the checkpoint the nodes load (--to)",
                    _export, summary=False),
-}, sections=("out", "data", "model", "run", *FITS, "evaluate", "export", "reproduction",
-             "report"))
+}, sections=("out", "data", "model", "run", *FITS, "matcher", "evaluate", "export",
+             "reproduction", "report"))
