@@ -385,12 +385,13 @@ def write_report(out_dir: Path, report: dict, outputs: Outputs, gt: GroundTruth)
     lines += ["", "Node diagnostics at the end:", ""]
     lines += [f"- {k}: {v}" for k, v in sorted(report.get("diagnostics", {}).items())]
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")
-    _mosaic(out_dir / "mosaic.png", outputs, gt, report.get("recording_start_ns"))
+    _mosaic(out_dir / "mosaic.png", outputs, gt, report.get("recording_start_ns"),
+            title=f"event-fm eval: {report['bag']}")
     _latency_histogram(out_dir / "latency.png", outputs.latency_s)
 
 
 def _mosaic(path: Path, outputs: Outputs, gt: GroundTruth, t0_ns: int | None = None,
-            rows: int = 4) -> None:
+            rows: int = 4, title: str | None = None) -> None:
     from event_fm.evaluation.mosaic import save_eval_mosaic
     from event_fm.sim.classes import CLASS_NAMES
 
@@ -402,7 +403,7 @@ def _mosaic(path: Path, outputs: Outputs, gt: GroundTruth, t0_ns: int | None = N
                              "depth": outputs.depth.get(s), "depth_truth": _match(s, gt.depth),
                              "semantic": outputs.semantic.get(s),
                              "semantic_truth": _match(s, gt.semantic)} for s in picks],
-                     t0_ns if t0_ns is not None else stamps[0], CLASS_NAMES)
+                     t0_ns if t0_ns is not None else stamps[0], CLASS_NAMES, title=title)
 
 
 def _latency_histogram(path: Path, latency_s: list[float]) -> None:
