@@ -34,7 +34,7 @@ from event_fm.common.strict_config import check_keys
 from event_fm.dataset.shard_dataset import ShardDataset
 from event_fm.dataset.shards import Sample
 from event_fm.models.checkpoint import save
-from event_fm.models.event_matcher import EventMatcher, EventMatcherConfig, from_xfeat
+from event_fm.models.event_matcher import EventMatcherConfig, from_xfeat
 from event_fm.models.xfeat import STRIDE, XFeatTeacher, load_xfeat
 from event_fm.representations import voxel_grid
 from training.losses.matching_distill import (
