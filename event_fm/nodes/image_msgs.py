@@ -39,3 +39,16 @@ def array_to_image(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: st
     msg.step = int(array.strides[0])
     msg.data = array.tobytes()
     return msg
+
+
+def read_image_file(path: str) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB (a keyframe given as a parameter); a clear error
+    when it is missing or unreadable."""
+    import cv2
+
+    if not path:
+        raise ValueError("keyframe_image is empty")
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read the image {path!r}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -31,10 +31,11 @@ from event_fm.common.rotations import quaternion_xyzw
 from event_fm.common.stamps import set_stamp, stamp_to_ns
 from event_fm.io.decoders import warm_up as warm_up_decoders
 from event_fm.io.msg_definitions import LEGACY_ARRAY_TYPES
+from event_fm.io.rosbag import image_to_array
 from event_fm.models.checkpoint import embedded_checkpoint
 from event_fm.nodes.diagnostics import DiagnosticsReporter
 from event_fm.nodes.graph import TransitionFailed, run_lifecycle_nodes
-from event_fm.nodes.image_msgs import check_image
+from event_fm.nodes.image_msgs import check_image, read_image_file
 from event_fm.nodes.output_topics import OutputTopic, image_topic, pose_messages
 from event_fm.nodes.parameters import declare, read_and_validate, reject_invalid_updates
 from event_fm.nodes.perception_params import HEADS, PARAMS
@@ -70,6 +71,7 @@ class PerceptionNode(LifecycleNode):
         self._T_base_cam = np.eye(4)  # the camera on the base (from /tf_static)
         self.published = 0
         self.malformed_images = 0
+        self._frames_wanted = False  # image_pose keeps the latest frame's image
         # arrival delay of event packets (ROS now - header stamp): its running minimum is the
         # transport baseline (or a replayed bag's offset), what exceeds it waited in a queue
         self._arrival = ClockOffsetEstimator(window_ns=30_000_000_000,
@@ -108,6 +110,8 @@ class PerceptionNode(LifecycleNode):
         table["camera_info"] = OutputTopic("depth", "~/camera_info", CameraInfo,
                                            self._camera_info_messages, 5)
         table["pose"] = OutputTopic("pose", "~/pose", PoseStamped, pose_messages, 10)
+        table["image_pose"] = OutputTopic("image_pose", "~/image_pose", PoseStamped,
+                                          pose_messages, 10)
         table["odom"] = OutputTopic("odometry", "~/odom", Odometry, self._odom_messages, 10)
         if v["publish_tf"]:
             table["tf"] = OutputTopic("odometry", "/tf", TFMessage, self._tf_messages, 100,
@@ -136,6 +140,9 @@ class PerceptionNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001 - activation fails with the reason, not a crash
             self.get_logger().error(f"cannot load model from {checkpoint}: {exc}")
             return TransitionCallbackReturn.FAILURE
+        if not self._load_matcher():
+            self.engine = None
+            return TransitionCallbackReturn.FAILURE
         if "reconstruction" in v["heads"] and not self._load_reconstruction():
             self.engine = None
             return TransitionCallbackReturn.FAILURE
@@ -153,6 +160,43 @@ class PerceptionNode(LifecycleNode):
         self._worker.start()
         self._diag_timer = self.create_timer(v["diagnostics_period_s"], self._publish_diagnostics)
         return super().on_activate(state)
+
+    def _load_matcher(self) -> bool:
+        """The event matcher's pose (and image pose) outputs, per ``pose_source``."""
+        v = self.values
+        image_pose = "image_pose" in v["heads"]
+        if v["pose_source"] == "head" and not image_pose:
+            return True
+        from event_fm.models.event_matcher import load_event_matcher
+        from event_fm.models.xfeat import load_xfeat
+        from event_fm.pipeline.matcher_outputs import matcher_outputs
+
+        path = v["event_matcher_checkpoint"] or None
+        try:
+            matcher = load_event_matcher(path, self.engine.device)
+        except (OSError, ValueError) as exc:
+            if v["pose_source"] == "auto" and not image_pose:
+                self.get_logger().info(f"no event matcher ({exc}); ~/pose uses the model's head")
+                return True
+            self.get_logger().error(f"cannot load the event matcher {path or ''}: {exc}")
+            return False
+        teacher = keyframe = None
+        try:
+            if image_pose:
+                teacher = load_xfeat(self.engine.device)
+                if v["image_pose_reference"] == "keyframe":
+                    keyframe = read_image_file(v["keyframe_image"])
+                elif not v["image_topic"]:
+                    raise ValueError("image_pose relative to the latest frame needs image_topic")
+        except (OSError, ValueError, RuntimeError) as exc:
+            self.get_logger().error(f"image_pose: {exc}")
+            return False
+        outputs = matcher_outputs(matcher, teacher, keyframe, image_pose)
+        if v["pose_source"] == "head":  # the matcher serves only image_pose
+            outputs = [o for o in outputs if o.name != "pose"]
+        self.engine.register(*outputs)
+        self._frames_wanted = image_pose and keyframe is None
+        return True
 
     def _load_reconstruction(self) -> bool:
         from event_fm.pipeline.reconstruction import ReconstructionOutput, ReconstructionRunner
@@ -268,8 +312,18 @@ class PerceptionNode(LifecycleNode):
             self.malformed_images += 1
             self.get_logger().warning(f"dropping image: {problem}", throttle_duration_sec=5.0)
             return
-        if self.values["window_mode"] == "frame":
-            self.engine.add_frame(stamp_to_ns(msg.header.stamp))
+        frame_mode = self.values["window_mode"] == "frame"
+        if frame_mode or self._frames_wanted:
+            image = None
+            if self._frames_wanted:
+                try:
+                    image = image_to_array(msg)
+                except ValueError as exc:
+                    self.malformed_images += 1
+                    self.get_logger().warning(f"dropping image: {exc}",
+                                              throttle_duration_sec=5.0)
+                    return
+            self.engine.add_frame(stamp_to_ns(msg.header.stamp), image, schedule=frame_mode)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from event_fm.nodes.parameters import EVENT_MSG_TYPES, QOS_CHOICES, ParamSpec
 from event_fm.pipeline.scheduler import WINDOW_MODES
 
-HEADS = ("depth", "semantic", "pose", "forecast", "reconstruction")
+HEADS = ("depth", "semantic", "pose", "image_pose", "forecast", "reconstruction")
 
 PARAMS = [
     ParamSpec("checkpoint", "", "model directory or .safetensors file (empty: the embedded "
@@ -19,6 +19,17 @@ PARAMS = [
               min=1, max=100),
     ParamSpec("forecast_guide_frames", 4, "past frames injected by guided sampling (0: off)",
               min=0, max=16),
+    ParamSpec("pose_source", "auto", "what ~/pose matches: 'event_matcher' (the XFeat-space "
+              "event matcher, models/event_matcher), 'head' (the model's matching head), 'auto' "
+              "(the matcher where it is installed)", choices=("auto", "event_matcher", "head")),
+    ParamSpec("event_matcher_checkpoint", "", "event matcher for ~/pose and ~/image_pose "
+              "(empty: the shipped models/event_matcher)"),
+    ParamSpec("image_pose_reference", "latest_frame", "what ~/image_pose is relative to: the "
+              "latest frame on image_topic, or keyframe_image",
+              choices=("latest_frame", "keyframe")),
+    ParamSpec("keyframe_image", "", "image file (PNG/JPEG) ~/image_pose is relative to when "
+              "image_pose_reference is 'keyframe'; it takes the event camera's intrinsics, "
+              "scaled to its size"),
     ParamSpec("device", "auto", "auto, cpu or cuda:N (auto: CUDA when available)"),
     ParamSpec("half", False, "run the model in half precision (CUDA only)"),
     ParamSpec("event_topic", "events", "event packets from the driver; relative, so a remap "

@@ -82,6 +82,7 @@ class PerceptionEngine:
         self.ingest.on_reset = self.scheduler.reset
         self.hold = MemoryHold(cfg.memory_hold_min_events) if cfg.memory_hold else None
         self.K: np.ndarray | None = None  # intrinsics at sensor resolution
+        self.latest_frame: tuple[int, np.ndarray] | None = None
         self._lock = threading.Lock()
         self.counters: Counter = Counter()
         self.latency_sum: Counter = Counter()
@@ -111,9 +112,15 @@ class PerceptionEngine:
             batch = self.ingest.add_legacy_array(msg)
         return len(batch) if batch is not None else 0
 
-    def add_frame(self, stamp_ns: int) -> None:
+    def add_frame(self, stamp_ns: int, image: np.ndarray | None = None,
+                  schedule: bool = True) -> None:
+        """A camera frame: its stamp ends a window in 'frame' mode (``schedule``); its image,
+        when given, is what image-event outputs match the next windows against."""
         with self._lock:
-            self.scheduler.add_frame(stamp_ns)
+            if schedule:
+                self.scheduler.add_frame(stamp_ns)
+            if image is not None:
+                self.latest_frame = (int(stamp_ns), image)
 
     def set_intrinsics(self, K: np.ndarray) -> None:
         self.K = np.asarray(K, dtype=np.float64).reshape(3, 3)
@@ -124,12 +131,23 @@ class PerceptionEngine:
 
     # -- outputs -----------------------------------------------------------------------------
     def register(self, *outputs: Output) -> None:
-        """Add outputs (after those they require); a name registered again is replaced."""
+        """Add outputs (after those they require); a name registered again is replaced, and the
+        outputs are kept in an order where each comes after what it requires."""
         for output in outputs:
             missing = [r for r in output.requires if r not in self.outputs]
             if missing:
                 raise ValueError(f"output {output.name!r} requires {missing}: register them first")
             self.outputs[output.name] = output
+        ordered: dict[str, Output] = {}
+        while len(ordered) < len(self.outputs):
+            ready = [n for n, o in self.outputs.items()
+                     if n not in ordered and all(r in ordered for r in o.requires)]
+            if not ready:
+                cycle = sorted(set(self.outputs) - set(ordered))
+                raise ValueError(f"outputs require each other: {cycle}")
+            for name in ready:
+                ordered[name] = self.outputs[name]
+        self.outputs = ordered
 
     @property
     def available(self) -> set[str]:
@@ -194,16 +212,18 @@ class PerceptionEngine:
             width = int(events["x"].max()) + 1 if len(events) else 1
             height = int(events["y"].max()) + 1 if len(events) else 1
         window = Window(spec, events, t_start, width, height, self.device, self.K,
-                        counters=self.counters)
+                        counters=self.counters, frame=self.latest_frame)
         held = False
         for output in self.outputs.values():
             output.observe(window)
         heads = sorted({h for name in wanted for h in self.outputs[name].heads})
-        if heads:
+        if heads or any(getattr(self.outputs[name], "needs_voxels", False) for name in wanted):
             t1 = time.perf_counter()
             voxels = voxel_grid(events, self.num_bins, height, width, t_start, spec.t_end,
                                 device=self.device)
+            window.voxels = voxels
             timings["voxelize"] += time.perf_counter() - t1
+        if heads:
             t1 = time.perf_counter()
             with torch.inference_mode():
                 x = voxels[None].half() if self.half else voxels[None]

@@ -38,6 +38,8 @@ class Window:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     K: np.ndarray | None = None  # intrinsics at sensor resolution, when known
     heads: dict[str, torch.Tensor] = field(default_factory=dict)  # model outputs by key
+    voxels: torch.Tensor | None = None  # (bins, H, W) raw, when the model or an output needs it
+    frame: tuple[int, np.ndarray] | None = None  # the latest camera frame (stamp_ns, image)
     values: dict[str, Any] = field(default_factory=dict)
     counters: Counter = field(default_factory=Counter)  # the engine's, shown in diagnostics
 
@@ -61,12 +63,14 @@ class Output(Protocol):
     ``name``: the key of its value and of the node's topic rows. ``heads``: model heads it reads
     from ``window.heads``. ``requires``: outputs whose values it reads from ``window.values``
     (registered before it). ``stage``: the latency entry its time adds to (default: its name).
+``needs_voxels``: it reads ``window.voxels`` (the engine builds them even when no head runs).
     """
 
     name: str
     heads: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()
     stage: str = ""
+    needs_voxels: bool = False  # reads window.voxels without the model
 
     def compute(self, window: Window) -> Any:
         """The value for this window; None means nothing to publish."""
@@ -132,32 +136,38 @@ class PoseOutput(Output):
         self.intrinsics_assumed = False
         self.cell_px = 0.0  # sensor pixels per descriptor cell (eval's unmoved-match grid)
 
-    def compute(self, window: Window) -> RelativePose | None:
-        desc = window.heads["descriptors"][0].float()
-        conf = window.heads["confidence"][0].float()
-        depth = window.heads.get("depth")
-        previous, self._previous = self._previous, (desc, conf)
-        previous_depth, self._previous_depth = self._previous_depth, depth
-        if previous is None:
-            return None
+    def features(self, window: Window) -> Any:
+        """What this window contributes to the next match: the head's dense descriptors."""
+        return (window.heads["descriptors"][0].float(), window.heads["confidence"][0].float())
+
+    def match(self, previous: Any, current: Any, window: Window
+              ) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """(k0, k1, cell size in sensor pixels, solver threshold in pixels)."""
+        desc, conf = current
         stride = window.height / desc.shape[-2]
-        self.cell_px = stride
         k0, k1, _ = find_matches(previous[0], previous[1], desc, conf,
                                  stride=int(round(stride)), max_keypoints=self.max_keypoints,
                                  nms_radius=0)
-        K = window.K
-        self.intrinsics_assumed = K is None
-        if K is None:
-            h, w = window.size
-            f = float(max(h, w))
-            K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
-        k0, k1 = k0.cpu().numpy(), k1.cpu().numpy()
+        return k0.cpu().numpy(), k1.cpu().numpy(), stride, max(1.0, stride / 4)
+
+    def compute(self, window: Window) -> RelativePose | None:
+        current = self.features(window)
+        depth = window.heads.get("depth")
+        previous, self._previous = self._previous, current
+        previous_depth, self._previous_depth = self._previous_depth, depth
+        if previous is None:
+            return None
+        k0, k1, cell, threshold = self.match(previous, current, window)
+        self.cell_px = cell
+        K = intrinsics(window)
+        self.intrinsics_assumed = window.K is None
         # matches that stay in their descriptor cell: near the true fraction for descriptors
         # that follow content, near 1 for descriptors that encode position (eval compares)
-        same = np.all(np.floor(k0 / stride) == np.floor(k1 / stride), axis=1)
+        same = np.all(np.floor(k0 / cell) == np.floor(k1 / cell), axis=1) if len(k0) else \
+            np.zeros(0, bool)
         window.counters["pose_matches"] += len(k0)
         window.counters["pose_matches_unmoved"] += int(same.sum())
-        pose = estimate_relative_pose(k0, k1, K, K, threshold_px=max(1.0, stride / 4))
+        pose = estimate_relative_pose(k0, k1, K, K, threshold_px=threshold)
         window.counters["pose_ok" if pose.ok else "pose_failed"] += 1
         if pose.ok and depth is not None and previous_depth is not None:
             scale = self._metric_scale(pose, k0, k1, previous_depth, depth, K, window.size)
@@ -188,6 +198,15 @@ class PoseOutput(Output):
 
     def diagnostics(self) -> dict[str, Any]:
         return {"intrinsics_assumed": self.intrinsics_assumed, "pose_cell_px": self.cell_px}
+
+
+def intrinsics(window: Window) -> np.ndarray:
+    """The window's intrinsics, or a guess (focal = the larger side, centred principal point)."""
+    if window.K is not None:
+        return window.K
+    h, w = window.size
+    f = float(max(h, w))
+    return np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
 
 
 def _sample(depth: torch.Tensor, points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
