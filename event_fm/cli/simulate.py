@@ -11,7 +11,8 @@ import argparse
 import sys
 from typing import NoReturn
 
-SCENES = ("street", "highway", "park", "room")
+SCENES = ("street", "highway", "park", "room", "tabletop", "corridor")
+MOTIONS = ("forward", "handheld", "rotation", "translation")
 DEGRADATIONS = ("lowlight", "blur", "overexposure")
 MAX_SIDE = 4096
 #: width * height * frames above which a run would not fit memory / disk sensibly (~20 GB).
@@ -65,7 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output bag directory")
     src = parser.add_argument_group("source")
     src.add_argument("--scene", choices=SCENES, default=None,
-                     help="procedural scene kind (default street)")
+                     help="procedural scene kind (default street): street, highway, park, room "
+                          "(a camera along a street-like axis, 2-80 m), tabletop (objects on a "
+                          "table at 0.3-2 m), corridor")
+    src.add_argument("--motion", choices=MOTIONS, default=None,
+                     help="camera motion (default: the scene's own, forward for street, highway, "
+                          "park and room, handheld for tabletop and corridor): forward, handheld "
+                          "(6-DoF, slow drift plus rotation wobble), rotation (pure rotation), "
+                          "translation (pure translation)")
     src.add_argument("--from-video", metavar="PATH", default=None,
                      help="simulate from a folder of images or a video instead of a scene")
     src.add_argument("--seed", type=_non_negative(int), default=0,
@@ -112,8 +120,8 @@ def _validate(args: argparse.Namespace) -> None:
     if args.from_video is not None:
         if args.scene is not None:
             _fail("--scene and --from-video exclude each other")
-        if args.degrade is not None or args.flow:
-            _fail("--degrade and --flow need a procedural scene (not --from-video)")
+        if args.degrade is not None or args.flow or args.motion is not None:
+            _fail("--degrade, --flow and --motion need a procedural scene (not --from-video)")
         return
     w, h = args.resolution or (346, 260)
     frames = round((args.duration or 1.0) * (args.fps or 20.0))
@@ -155,6 +163,7 @@ def _simulate(args: argparse.Namespace, params) -> tuple[dict, float]:
     from event_fm.sim.bag_output import write_sim_bag
     from event_fm.sim.degrade import DegradeParams
     from event_fm.sim.pipeline import SceneSimulator, SimConfig, simulate_video
+    from event_fm.sim.scene import generate_scene
 
     epoch = int(round(args.start_epoch * 1e9))
     common = dict(start_epoch_ns=epoch, packet_us=args.packet_us, storage=args.storage,
@@ -188,7 +197,10 @@ def _simulate(args: argparse.Namespace, params) -> tuple[dict, float]:
     config = SimConfig(kind=args.scene or "street", seed=args.seed, width=w, height=h,
                        duration=args.duration or 1.0, fps=args.fps or 20.0, esim=params,
                        degrade=degrade, flow=args.flow)
-    sim = SceneSimulator(config)
+    scene = None
+    if args.motion is not None:  # else the simulator's own scene: the kind's default motion
+        scene = generate_scene(config.kind, config.seed, config.duration, motion=args.motion)
+    sim = SceneSimulator(config, scene)
     meta.update(source="procedural", config=config.to_dict(), scene=sim.scene.summary(),
                 intrinsics=sim.intrinsics.to_dict(), pose="T_world_camera; world x forward, "
                 "y left, z up; camera optical frame x right, y down, z forward")

@@ -563,7 +563,7 @@ def _tabletop(b: _Builder, length: float) -> dict:
                             yaw=rng.uniform(-math.pi, math.pi))
                 n_placed += 1
                 continue
-        for _attempt in range(20):
+        for _attempt in range(60):
             x_lo = near + 0.15 + radius + (0.3 if half[2] > 0.075 else 0.0)
             x_hi = near + table_x - 0.03 - radius
             y_lim = table_y / 2 - 0.03 - radius
@@ -611,6 +611,8 @@ def _tabletop(b: _Builder, length: float) -> dict:
                                     sweep_deg=(10.0, 8.0, 5.0), vertical=0.5),
                 forward_speed=rng.uniform(0.03, 0.08), max_forward=0.25, half_width=room_y / 2,
                 extra=dict(table_top_m=float(top), table_near_m=float(near),
+                           table_extent_m=[float(near), float(near + table_x),
+                                           float(-table_y / 2), float(table_y / 2)],
                            table_objects=n_placed))
 
 
