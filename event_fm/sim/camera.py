@@ -118,7 +118,9 @@ class Trajectory:
         dy, dz, yaw, pitch, roll = self._offsets(t)
         if self.orientation != _NEUTRAL or self.angular_velocity != _NEUTRAL:
             o, w = self.orientation, self.angular_velocity
-            yaw, pitch, roll = o[0] + w[0] * t + yaw, o[1] + w[1] * t + pitch, o[2] + w[2] * t + roll
+            yaw = o[0] + w[0] * t + yaw
+            pitch = o[1] + w[1] * t + pitch
+            roll = o[2] + w[2] * t + roll
         T = np.eye(4)
         T[:3, :3] = rot_z(yaw) @ rot_y(pitch) @ rot_x(roll) @ R_WORLD_OPTICAL
         T[:3, 3] = (self.start[0] + self.velocity[0] * t,
@@ -177,7 +179,7 @@ def _translation(rng: np.random.Generator, speed: float, duration: float,
     d = _direction(rng, limits.vertical)
     if limits.bounded:  # back and forth along two random directions, peak speeds v and v / 2
         rows = []
-        for k, (u, v) in enumerate(((d, speed), (_direction(rng, limits.vertical), 0.5 * speed))):
+        for u, v in ((d, speed), (_direction(rng, limits.vertical), 0.5 * speed)):
             amp = float(rng.uniform(*limits.sway_amplitude))
             freq = float(np.clip(v / (2 * math.pi * amp), 0.1, 1.5))
             amp = v / (2 * math.pi * freq)
