@@ -273,3 +273,25 @@ def test_depth_and_pose_reproject_under_every_motion(kind, motion):
     raw = np.abs(luminance(b.rgb) - luminance(a.rgb))[mask]
     assert mask.mean() > 0.4
     assert np.median(err) < 0.005 and err.mean() < 0.4 * raw.mean()
+
+
+@pytest.mark.parametrize("motion", MOTIONS)
+def test_camera_never_enters_an_object(motion):
+    """Over 3 s no motion takes the camera into (or within 5 cm of) a box, nor near the floor;
+    the walls of a room, a tabletop's room and a corridor are the one box it is inside."""
+    for kind in ALL_SCENE_KINDS:
+        for seed in range(4):
+            scene = generate_scene(kind, seed, 3.0, motion=motion)
+            geo = scene.box_geo
+            c, s = np.cos(geo[:, 6]), np.sin(geo[:, 6])
+            for t in np.arange(0.0, 3.01, 0.1):
+                o = scene.trajectory.pose(float(t))[:3, 3]
+                d = o - (geo[:, :3] + scene.box_vel * t)
+                local = np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1],
+                                  d[:, 2]], 1)
+                inside = np.all(np.abs(local) < geo[:, 3:6] + 0.05, axis=1)
+                if kind in ("room", *CLOSE_KINDS):
+                    assert inside[0]  # the shell
+                    inside[0] = False
+                assert not inside.any(), (kind, seed, t, np.flatnonzero(inside))
+                assert o[2] > 0.5
