@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from bisect import bisect_right
 from pathlib import Path
 
 import cv2
@@ -164,7 +163,10 @@ def main() -> int:
     parser.add_argument("--split", default="heldout")
     parser.add_argument("--out", default="out/bench/event_matching")
     parser.add_argument("--max-pairs", type=int, default=None)
-    parser.add_argument("--top-k", type=int, default=1024)
+    parser.add_argument("--top-k", type=int, default=1024, help="keypoints per frame (XFeat)")
+    parser.add_argument("--matcher-top-k", type=int, default=512,
+                        help="keypoints per event window (event matcher; 512 did best on "
+                        "training pairs)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -197,7 +199,7 @@ def main() -> int:
                          s.t_end)
         with torch.inference_mode():
             t = time.perf_counter()
-            fm = matcher.keypoints(vox, top_k=args.top_k)[0]
+            fm = matcher.keypoints(vox, top_k=args.matcher_top_k)[0]
             timing["event_matcher"].append(time.perf_counter() - t)
             t = time.perf_counter()
             fx = teacher.keypoints(s.image, top_k=args.top_k)[0]
@@ -234,7 +236,7 @@ def main() -> int:
             acc[0] += tot
             acc[1] += same
 
-        def record(row, k0, k1, threshold, cell=8.0):
+        def record(row, k0, k1, threshold, cell=8.0, K=K, T_true=T_true):
             T, pose = solve(k0, k1, K, threshold)
             err, rot = pair_error(T, T_true)
             st = stats[row]
@@ -261,8 +263,8 @@ def main() -> int:
         pose = record("image_event", ki0, ki1, 1.0)
         if not picture_done and len(ki0) > 20:
             save_match_picture(out_dir / "match_image_event.png", sa.image, b["vox"], ki0, ki1,
-                               pose.inliers, f"XFeat frame t={i} vs event matcher window "
-                               f"t={j} ({j - i} frames later)")
+                               pose.inliers, f"XFeat on frame {i} vs event matcher on "
+                               f"window {j} ({j - i} frames later)")
             picture_done = True
         err, rot = pair_error(np.eye(4), T_true)
         stats["identity"]["err"].append(err)

