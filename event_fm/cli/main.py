@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("event_fm.cli.replay", "publish a rosbag2 over DDS with its timing and QoS"),
     "run": ("event_fm.cli.run", "run the perception (and recorder) nodes in one process"),
     "eval": ("event_fm.cli.eval", "replay a recording through the nodes and score the outputs"),
+    "match": ("event_fm.cli.match", "match a camera frame / event window against another "
+              "moment of a recording and draw it"),
     "train": ("training.cli", "training: FAMILY STEP with FAMILY in distill, forecast, gep, "
               "reconstruct"),
 }
