@@ -28,8 +28,8 @@ def test_match_writes_a_picture_and_scores_the_pose(tmp_path, kind):
         try:
             embedded_checkpoint("event_matcher")
         except (FileNotFoundError, KeyError):
-            from event_fm.models.event_matcher import from_xfeat
             from event_fm.models.checkpoint import save
+            from event_fm.models.event_matcher import from_xfeat
 
             save(from_xfeat(), tmp_path / "matcher", "event_matcher", {"note": "untrained"})
             extra += ["--matcher", str(tmp_path / "matcher")]
