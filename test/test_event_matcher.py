@@ -145,7 +145,7 @@ def test_the_distillation_loss_decreases_on_a_tiny_batch():
         opt.zero_grad()
         losses["loss"].backward()
         opt.step()
-        history.append(float(losses["loss"]))
+        history.append(float(losses["loss"].detach()))
     assert history[-1] < history[0]
     assert min(history[3:]) < 0.95 * history[0]
 
@@ -219,6 +219,7 @@ def test_shipped_matcher_matches_move_with_the_scene(heldout_pair):
     truth, found = unmoved_fractions(a, b, result.kpts0, result.kpts1)
     assert truth < 0.2  # the true motion moves (nearly) every cell
     assert len(result.kpts0) >= 20
-    assert found < 0.5
-    image_event = match_image_to_events(a.image, vb, a.K, b.K, matcher=matcher, teacher=TEACHER)
+    assert found < 0.5, (truth, found, len(result.kpts0))
+    print(f"truth {truth:.3f} found {found:.3f} matches {len(result.kpts0)}")
+    image_event = match_image_to_events(a.image.copy(), vb, a.K, b.K, matcher=matcher, teacher=TEACHER)
     assert len(image_event.kpts0) >= 20
