@@ -15,7 +15,8 @@
 # The pixel model uses the values fitted to the real driver bags (EsimParams' defaults:
 # refractory 265 us, shot noise 0.123 Hz, leak 0.0033 Hz; the CLI has no hot-pixel flag).
 # Existing recordings are kept, so an interrupted run resumes. On the 2-core CPU of this project
-# the default set takes about 15 minutes (about 15 s per 3 s recording; tabletop is the slowest).
+# the default set took 760 s (about 13 minutes; 2-43 s per 3 s recording, tabletop and hand-held
+# ones the slowest) and 1.5 GB.
 set -euo pipefail
 out="${1:-data/generated/varied_sim}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
