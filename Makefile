@@ -40,6 +40,7 @@ demo: setup
 demo-bag: setup
 	rm -rf demo/bag
 	$(RUN) $(PY) -m event_fm.cli.main simulate --out demo/bag --scene street --duration 2 \
+	  --refractory-us 100 --noise-rate 0.1 --leak-rate 0.05 --hot-pixel-fraction 0 \
 	  --resolution 240x180 --seed 999
 
 # The smoke recipe end to end in minutes (a quick check of the training module; its checkpoint

@@ -5,7 +5,9 @@
 set -euo pipefail
 out="${1:-data/generated/repro_sim}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
-sim() { bash "$root/scripts/with_env.sh" event-fm simulate --resolution 240x180 --quiet "$@"; }
+# the pixel model these recipes were trained with (before the fit to the real bags)
+sim() { bash "$root/scripts/with_env.sh" event-fm simulate --resolution 240x180 --quiet \
+  --refractory-us 100 --noise-rate 0.1 --leak-rate 0.05 --hot-pixel-fraction 0 "$@"; }
 mkdir -p "$out"
 scenes=(street highway park room)
 i=0

@@ -98,12 +98,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="ON and OFF contrast threshold (log units)")
     pix.add_argument("--sigma", type=_non_negative(float), default=0.03,
                      help="per-pixel threshold spread")
-    pix.add_argument("--refractory-us", type=_non_negative(float), default=100.0,
+    # defaults: the values fitted to the real driver bags (EsimParams, docs/sensor_noise.md)
+    pix.add_argument("--refractory-us", type=_non_negative(float), default=265.0,
                      help="per-pixel dead time after an event")
-    pix.add_argument("--noise-rate", type=_non_negative(float), default=0.1,
+    pix.add_argument("--noise-rate", type=_non_negative(float), default=0.123,
                      help="shot noise, Hz per pixel")
-    pix.add_argument("--leak-rate", type=_non_negative(float), default=0.05,
-                     help="leak events, Hz per pixel")
+    pix.add_argument("--leak-rate", type=_non_negative(float), default=0.0033,
+                     help="leak events (ON), Hz per pixel")
+    pix.add_argument("--hot-pixel-fraction", type=_non_negative(float), default=1.65e-4,
+                     help="share of pixels that fire on their own")
+    pix.add_argument("--hot-pixel-rate", type=_non_negative(float), default=27.7,
+                     help="rate of a hot pixel, Hz")
     out = parser.add_argument_group("output")
     out.add_argument("--start-epoch", type=_non_negative(float), default=1.7e9,
                      help="ROS time (s) of simulation time 0; the sensor-to-ROS clock offset")
@@ -141,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
     params = EsimParams(threshold_on=args.threshold, threshold_off=args.threshold,
                         sigma=args.sigma, refractory_ns=int(args.refractory_us * 1000),
                         shot_noise_rate=args.noise_rate, leak_rate=args.leak_rate,
+                        hot_pixel_fraction=min(1.0, args.hot_pixel_fraction),
+                        hot_pixel_rate=args.hot_pixel_rate,
                         seed=args.seed)
     start = time.time()
     try:
