@@ -3,6 +3,7 @@ image-image), with the pose error against the bag's /gt/pose."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,22 +22,16 @@ def _match(tmp_path, *extra) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("kind", ["image-event", "event-event", "image-image"])
 def test_match_writes_a_picture_and_scores_the_pose(tmp_path, kind):
-    from event_fm.models.checkpoint import embedded_checkpoint
-
-    extra = ["--at", "0.5", "--to", "0.65", "--kind", kind]
-    if kind != "image-image":
-        try:
-            embedded_checkpoint("event_matcher")
-        except (FileNotFoundError, KeyError):
-            from event_fm.models.checkpoint import save
-            from event_fm.models.event_matcher import from_xfeat
-
-            save(from_xfeat(), tmp_path / "matcher", "event_matcher", {"note": "untrained"})
-            extra += ["--matcher", str(tmp_path / "matcher")]
+    extra = ["--at", "0.5", "--to", "0.65", "--kind", kind]  # the shipped models/event_matcher
     result = _match(tmp_path, *extra)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{kind}:" in result.stdout and "matches" in result.stdout
-    assert "error against /gt/pose" in result.stdout or "pose: failed" in result.stdout
+    assert "error against /gt/pose" in result.stdout
+    rot, trans = re.search(r"rotation ([\d.]+) deg, translation direction ([\d.]+) deg",
+                           result.stdout).groups()
+    assert float(rot) < 3.0  # the camera turns < 1 deg between the two moments
+    if kind != "image-event":  # the cross-modal row is the weak one (AUC@10 ~0.1 on sim)
+        assert float(trans) < 15.0
     assert (tmp_path / "m.png").stat().st_size > 5_000
 
 
