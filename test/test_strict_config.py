@@ -205,7 +205,8 @@ def reconstruct_family_checks(config: dict) -> None:
 
 
 CHECKS = {"default": distill_family_checks, "smoke": distill_family_checks,
-          "demo_smoke": distill_family_checks, "forecast": forecast_family_checks,
+          "demo_smoke": distill_family_checks, "matcher": distill_family_checks,
+          "forecast": forecast_family_checks,
           "gep": gep_family_checks, "reconstruct": reconstruct_family_checks}
 
 
