@@ -7,7 +7,9 @@
 set -euo pipefail
 out="${1:-data/generated/matcher_sim}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
-sim() { bash "$root/scripts/with_env.sh" event-fm simulate --resolution 240x180 --quiet "$@"; }
+# the pixel model these recordings were made with (the simulator default before the fitted one)
+sim() { bash "$root/scripts/with_env.sh" event-fm simulate --resolution 240x180 --quiet \
+  --refractory-us 100 --noise-rate 0.1 --leak-rate 0.05 --hot-pixel-fraction 0 "$@"; }
 mkdir -p "$out"
 scenes=(street highway park room)
 i=0

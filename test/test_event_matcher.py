@@ -221,5 +221,6 @@ def test_shipped_matcher_matches_move_with_the_scene(heldout_pair):
     assert len(result.kpts0) >= 20
     assert found < 0.5, (truth, found, len(result.kpts0))
     print(f"truth {truth:.3f} found {found:.3f} matches {len(result.kpts0)}")
-    image_event = match_image_to_events(a.image.copy(), vb, a.K, b.K, matcher=matcher, teacher=TEACHER)
+    image_event = match_image_to_events(a.image.copy(), vb, a.K, b.K, matcher=matcher,
+                                        teacher=TEACHER)
     assert len(image_event.kpts0) >= 20
