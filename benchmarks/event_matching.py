@@ -33,9 +33,10 @@ import json
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
+
+from event_fm.evaluation.pose_baselines import accumulated_event_frame, orb_matches
 
 ROWS = ("event_matcher", "default_head", "xfeat_frames", "image_event", "identity",
         "orb_event_frames", "orb_frames")
@@ -99,32 +100,6 @@ def unmoved_truth(depth0: np.ndarray, T: np.ndarray, K: np.ndarray, cell: float
     inside = (u1 >= 0) & (u1 < w) & (v1 >= 0) & (v1 < h)
     k0 = np.stack([u[front][inside], v[front][inside]], 1)
     return unmoved(k0, np.stack([u1[inside], v1[inside]], 1), cell)
-
-
-def event_frame(events: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Count image of a window, clipped at the 99th percentile of the active pixels."""
-    counts = np.zeros(h * w, np.float32)
-    if len(events):
-        x, y = events["x"].astype(np.int64), events["y"].astype(np.int64)
-        ok = (x < w) & (y < h)
-        np.add.at(counts, y[ok] * w + x[ok], 1.0)
-    counts = counts.reshape(h, w)
-    active = counts[counts > 0]
-    top = float(np.percentile(active, 99)) if len(active) else 1.0
-    return (np.clip(counts / max(top, 1.0), 0, 1) * 255).astype(np.uint8)
-
-
-def orb_matches(img0: np.ndarray, img1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    orb = cv2.ORB_create(nfeatures=1000, edgeThreshold=15, patchSize=15, fastThreshold=5)
-    g0 = cv2.cvtColor(img0, cv2.COLOR_RGB2GRAY) if img0.ndim == 3 else img0
-    g1 = cv2.cvtColor(img1, cv2.COLOR_RGB2GRAY) if img1.ndim == 3 else img1
-    kp0, d0 = orb.detectAndCompute(np.ascontiguousarray(g0), None)
-    kp1, d1 = orb.detectAndCompute(np.ascontiguousarray(g1), None)
-    if d0 is None or d1 is None or len(kp0) < 2 or len(kp1) < 2:
-        return np.zeros((0, 2)), np.zeros((0, 2))
-    m = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(d0, d1)
-    return (np.array([kp0[x.queryIdx].pt for x in m], float).reshape(-1, 2),
-            np.array([kp1[x.trainIdx].pt for x in m], float).reshape(-1, 2))
 
 
 def solve(k0, k1, K, threshold):
@@ -211,7 +186,7 @@ def main() -> int:
             timing["default_head"].append(time.perf_counter() - t)
         entry = {"sample": s, "vox": vox, "fm": fm, "fx": fx,
                  "desc": out["descriptors"][0].float(), "conf": out["confidence"][0].float(),
-                 "evframe": event_frame(s.events, s.height, s.width)}
+                 "evframe": accumulated_event_frame(s.events, s.height, s.width)}
         if len(cache) > 16:
             cache.pop(next(iter(cache)))
         cache[i] = entry

@@ -17,10 +17,16 @@ __all__ = ["has_image_teacher", "teacher_on_frames"]
 
 
 def has_image_teacher(checkpoint: str | Path) -> bool:
+    """Whether the checkpoint keeps its RGB branch, from its config (no weights loaded)."""
+    import json
+
+    path = Path(checkpoint)
+    config = path / "config.json" if path.is_dir() else path.with_name("config.json")
     try:
-        return load_model(checkpoint, device="cpu").teacher is not None
+        data = json.loads(config.read_text())
     except (OSError, ValueError):
         return False
+    return data.get("kind") == "event_fm" and bool(data.get("config", {}).get("with_teacher", True))
 
 
 def teacher_on_frames(checkpoint: str | Path, frames: dict[int, np.ndarray],

@@ -22,16 +22,9 @@ from event_fm.evaluation.metrics import rank_correlation
 from event_fm.evaluation.pose_baselines import accumulated_event_frame, orb_pose
 from event_fm.evaluation.pose_protocol import PoseProtocol, unmoved_fraction
 from event_fm.evaluation.recording import Recording
+from event_fm.evaluation.recording import resize_nearest as _resize_nearest
 
 __all__ = ["FrameTeacher", "score_label_free"]
-
-
-def _resize_nearest(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if a.shape[:2] == shape:
-        return a
-    ys = (np.arange(shape[0]) * a.shape[0] / shape[0]).astype(int)
-    xs = (np.arange(shape[1]) * a.shape[1] / shape[1]).astype(int)
-    return a[ys][:, xs]
 
 
 def _absrel_scaled(pred: np.ndarray, ref: np.ndarray) -> float:

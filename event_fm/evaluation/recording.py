@@ -16,7 +16,17 @@ from event_fm.io.msg_definitions import EVENT_TYPES
 from event_fm.io.readers import read_bag_events
 from event_fm.io.rosbag import BagReader, image_to_array
 
-__all__ = ["Recording"]
+__all__ = ["Recording", "resize_nearest"]
+
+
+def resize_nearest(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of an (H, W[, C]) map, so predictions and truths of different
+    sizes compare pixel by pixel without inventing labels or depths."""
+    if a.shape[:2] == shape:
+        return a
+    ys = (np.arange(shape[0]) * a.shape[0] / shape[0]).astype(int)
+    xs = (np.arange(shape[1]) * a.shape[1] / shape[1]).astype(int)
+    return a[ys][:, xs]
 
 
 @dataclass
@@ -27,6 +37,7 @@ class Recording:
     height: int = 0
     K: np.ndarray | None = None  # from camera_info, at sensor resolution
     frames: dict[int, np.ndarray] = field(default_factory=dict)  # stamp -> HxW(x3) uint8
+    _frame_stamps: list[int] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_bag(cls, path: str | Path, image_topic: str = "/camera/image_raw",
@@ -73,7 +84,9 @@ class Recording:
     def frame_near(self, stamp_ns: int, tolerance_ns: int) -> np.ndarray | None:
         if not self.frames:
             return None
-        stamps = sorted(self.frames)
+        if self._frame_stamps is None or len(self._frame_stamps) != len(self.frames):
+            self._frame_stamps = sorted(self.frames)  # once, not per lookup
+        stamps = self._frame_stamps
         i = bisect_left(stamps, stamp_ns)
         near = min((s for s in stamps[max(0, i - 1):i + 1]), key=lambda s: abs(s - stamp_ns))
         return self.frames[near] if abs(near - stamp_ns) <= tolerance_ns else None

@@ -21,6 +21,7 @@ from event_fm.evaluation.pose_protocol import (
     unmoved_fraction_truth,
 )
 from event_fm.evaluation.recording import Recording
+from event_fm.evaluation.recording import resize_nearest as _resize_nearest
 from event_fm.io.rosbag import BagReader, image_to_array
 
 
@@ -81,14 +82,6 @@ def _match(stamp: int, table: dict[int, np.ndarray], tol_ns: int = 1_000_000):
         return table[stamp]
     near = min(table, key=lambda s: abs(s - stamp), default=None)
     return table[near] if near is not None and abs(near - stamp) <= tol_ns else None
-
-
-def _resize_nearest(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if a.shape[:2] == shape:
-        return a
-    ys = (np.arange(shape[0]) * a.shape[0] / shape[0]).astype(int)
-    xs = (np.arange(shape[1]) * a.shape[1] / shape[1]).astype(int)
-    return a[ys][:, xs]
 
 
 def _pose_pairs(outputs: Outputs, gt: GroundTruth):

@@ -46,9 +46,8 @@ from .xfeat import (
     XFeatNet,
     XFeatTeacher,
     _default_teacher,
-    _sample,
-    keypoint_heatmap,
     match_descriptors,
+    sparse_features,
 )
 
 __all__ = ["ADAPTED_KEYS", "EventMatcher", "EventMatcherConfig", "load_event_matcher",
@@ -147,26 +146,9 @@ class EventMatcher(nn.Module):
         heatmap, scored by heatmap x reliability, descriptors sampled bicubically; only pixels
         inside the sensor (not the padding) and in cells with events."""
         x, h, w = self._padded(voxels)
-        feats, logits, reliability = self(x)
-        feats = F.normalize(feats, dim=1)
-        heat = keypoint_heatmap(logits)[:, 0]
-        pooled = F.max_pool2d(heat[:, None], nms_size, stride=1, padding=nms_size // 2)[:, 0]
         active = F.max_pool2d((x.abs().sum(1, keepdim=True) > 0).float(), 5, stride=1,
                               padding=2)[:, 0] > 0
-        peaks = (heat == pooled) & (heat > threshold) & active
-        peaks[:, h:, :] = False
-        peaks[:, :, w:] = False
-        out = []
-        for b in range(x.shape[0]):
-            yx = peaks[b].nonzero()
-            xy = yx.flip(-1).to(torch.float32)
-            score = heat[b][yx[:, 0], yx[:, 1]]
-            score = score * _sample(reliability[b], xy, STRIDE, "bilinear")[:, 0]
-            order = score.argsort(descending=True)[:top_k]
-            xy, score = xy[order], score[order]
-            desc = F.normalize(_sample(feats[b], xy, STRIDE, "bicubic"), dim=1)
-            out.append(SparseFeatures(xy, score, desc))
-        return out
+        return sparse_features(*self(x), (h, w), top_k, threshold, nms_size, active)
 
     def train(self, mode: bool = True) -> EventMatcher:
         super().train(mode)

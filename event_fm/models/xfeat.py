@@ -208,6 +208,35 @@ def _sample(maps: torch.Tensor, xy: torch.Tensor, stride: int, mode: str) -> tor
 # Teacher
 
 
+def sparse_features(feats: torch.Tensor, logits: torch.Tensor, reliability: torch.Tensor,
+                    size: tuple[int, int], top_k: int, threshold: float, nms_size: int,
+                    allowed: torch.Tensor | None = None) -> list[SparseFeatures]:
+    """XFeat's detectAndCompute on the network's maps: local maxima of the keypoint heatmap in
+    ``nms_size`` windows above ``threshold``, inside ``size`` (H, W; not the padding) and where
+    ``allowed`` (B, H', W') is true, scored by heatmap x bilinear reliability; the best ``top_k``
+    keep bicubically sampled, re-normalised descriptors."""
+    h, w = size
+    feats = F.normalize(feats, dim=1)
+    heat = keypoint_heatmap(logits)[:, 0]
+    pooled = F.max_pool2d(heat[:, None], nms_size, stride=1, padding=nms_size // 2)[:, 0]
+    peaks = (heat == pooled) & (heat > threshold)
+    if allowed is not None:
+        peaks &= allowed
+    peaks[:, h:, :] = False  # nothing from the padding
+    peaks[:, :, w:] = False
+    out = []
+    for b in range(feats.shape[0]):
+        yx = peaks[b].nonzero()
+        xy = yx.flip(-1).to(torch.float32)
+        score = heat[b][yx[:, 0], yx[:, 1]]
+        score = score * _sample(reliability[b], xy, STRIDE, "bilinear")[:, 0]
+        order = score.argsort(descending=True)[:top_k]
+        xy, score = xy[order], score[order]
+        desc = F.normalize(_sample(feats[b], xy, STRIDE, "bicubic"), dim=1)
+        out.append(SparseFeatures(xy, score, desc))
+    return out
+
+
 class XFeatTeacher(nn.Module):
     """Frozen XFeat in eval mode. Images may be any size: see :meth:`prepare`."""
 
@@ -289,24 +318,7 @@ class XFeatTeacher(nn.Module):
         reliability; the best ``top_k`` keep bicubically sampled, re-normalised descriptors.
         """
         x, h, w = self.prepare(image)
-        feats, logits, reliability = self.net(x)
-        feats = F.normalize(feats, dim=1)
-        heat = keypoint_heatmap(logits)[:, 0]
-        pooled = F.max_pool2d(heat[:, None], nms_size, stride=1, padding=nms_size // 2)[:, 0]
-        peaks = (heat == pooled) & (heat > threshold)
-        peaks[:, h:, :] = False  # nothing from the padding
-        peaks[:, :, w:] = False
-        out = []
-        for b in range(x.shape[0]):
-            yx = peaks[b].nonzero()
-            xy = yx.flip(-1).to(torch.float32)
-            score = heat[b][yx[:, 0], yx[:, 1]]
-            score = score * _sample(reliability[b], xy, STRIDE, "bilinear")[:, 0]
-            order = score.argsort(descending=True)[:top_k]
-            xy, score = xy[order], score[order]
-            desc = F.normalize(_sample(feats[b], xy, STRIDE, "bicubic"), dim=1)
-            out.append(SparseFeatures(xy, score, desc))
-        return out
+        return sparse_features(*self.net(x), (h, w), top_k, threshold, nms_size)
 
 
 def match_descriptors(
