@@ -107,6 +107,9 @@ def test_distill_nested_settings_are_strict():
         check_section({"scaleevent": {"lambda_iss": 1.0}})
     with pytest.raises(ConfigError, match=r"unknown key 'distill\.losses\.reaml'"):
         check_section({"losses": {"reaml": 1.0}})
+    check_section({"augment": {"flip": 0.5}})
+    with pytest.raises(ConfigError, match=r"unknown key 'distill\.augment\.flop'"):
+        check_section({"augment": {"flop": 0.5}})
 
 
 def test_forecast_sampling_keys_are_the_live_settings():
@@ -151,6 +154,7 @@ def distill_family_checks(config: dict) -> None:
     from event_fm.models import EventFMConfig
     from training.runner import RunConfig, split_run_config
     from training.stages import distill, supervised
+    from training.stages.common import AUGMENT_DEFAULTS
     from training.stages.steps import FAMILY, merge
 
     check_keys(config, FAMILY.sections)
@@ -158,6 +162,8 @@ def distill_family_checks(config: dict) -> None:
     RunConfig.from_dict(config.get("run"))
     for stage in ("teacher", "heads", "scratch"):
         split_run_config(config.get(stage) or {}, "x", own=supervised.SECTION_KEYS, path=stage)
+        check_keys((config.get(stage) or {}).get("augment") or {}, AUGMENT_DEFAULTS,
+                   f"{stage}.augment")
     variants = [config] + [merge(config, row) for row in
                            config.get("reproduction", {}).get("rows", {}).values()
                            if isinstance(row, dict)]
@@ -206,6 +212,7 @@ def reconstruct_family_checks(config: dict) -> None:
 
 CHECKS = {"default": distill_family_checks, "smoke": distill_family_checks,
           "demo_smoke": distill_family_checks, "matcher": distill_family_checks,
+          "varied": distill_family_checks,
           "forecast": forecast_family_checks,
           "gep": gep_family_checks, "reconstruct": reconstruct_family_checks}
 

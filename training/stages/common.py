@@ -89,6 +89,42 @@ def to_batch(samples: list[Sample], model_size: tuple[int, int], num_bins: int,
                  K, counts, num)
 
 
+def flip_batch(batch: Batch, flags: torch.Tensor) -> Batch:
+    """Mirror the flagged samples left-right, labels, intrinsics and poses with them.
+
+    Why: the simulated recordings keep their layout (road below, sky above, objects on the same
+    side); mirroring breaks the left-right half of that prior so the model has to read the
+    window. A mirrored view is a camera with x negated: cx -> W-1-cx (integer pixel centres, as
+    the losses use) and T -> M T M with M = diag(-1, 1, 1, 1), which keeps relative poses valid.
+    """
+    if not bool(flags.any()):
+        return batch
+    flags = flags.to(batch.voxels.device)
+
+    def mirror(x: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None:
+            return None
+        f = flags.view(-1, *([1] * (x.dim() - 1)))
+        return torch.where(f, x.flip(-1), x)
+
+    K = pose = None
+    if batch.K is not None:
+        width = batch.voxels.shape[-1]
+        K = batch.K.clone()
+        K[flags, 0, 2] = (width - 1) - K[flags, 0, 2]
+    if batch.pose is not None:
+        M = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], device=batch.pose.device))
+        pose = batch.pose.clone()
+        pose[flags] = M @ pose[flags] @ M
+    return Batch(mirror(batch.voxels), mirror(batch.images), mirror(batch.images_clean),
+                 mirror(batch.depth), mirror(batch.semantic), pose, K, mirror(batch.counts),
+                 batch.num_events)
+
+
+#: A stage's ``augment`` settings: the probability of mirroring a sample (a pair together).
+AUGMENT_DEFAULTS = {"flip": 0.0}
+
+
 class PairDataset(torch.utils.data.Dataset):
     """Consecutive samples of one recording (gap frames apart), for matching losses."""
 
@@ -168,6 +204,8 @@ class StageTask:
 
     model: EventFM
     module: torch.nn.Module
+    augment: dict = AUGMENT_DEFAULTS
+    _flip_rng: torch.Generator | None = None
 
     def trainable(self) -> torch.nn.Module:
         return self.module
@@ -178,3 +216,12 @@ class StageTask:
         model = self.model
         grid = model.encoder.backbone.grid_size(*model.img_size)
         return to_batch(samples, model.img_size, model.config.num_bins, grid, device)
+
+    def flip_flags(self, n: int) -> torch.Tensor:
+        """Which of ``n`` samples to mirror (seeded, so a rerun sees the same flips)."""
+        p = float(self.augment.get("flip", 0.0))
+        if p <= 0:
+            return torch.zeros(n, dtype=torch.bool)
+        if self._flip_rng is None:
+            self._flip_rng = torch.Generator().manual_seed(1234)
+        return torch.rand(n, generator=self._flip_rng) < p

@@ -28,11 +28,13 @@ from training.losses.distill import (
 )
 from training.runner import Task
 from training.stages.common import (
+    AUGMENT_DEFAULTS,
     Batch,
     StageTask,
     build_model,
     curriculum_radius,
     dilate_mask,
+    flip_batch,
     load_dataset,
     save_stage_model,
 )
@@ -50,7 +52,7 @@ DEFAULTS = {
     "token_drop_from": 8 / 30,  # REALM: from epoch 8
 }
 #: The keys of a ``distill`` section besides the runner's (RunConfig) fields.
-SECTION_KEYS = (*DEFAULTS, "init")
+SECTION_KEYS = (*DEFAULTS, "init", "augment")
 LOSS_NAMES = ("realm", "scaleevent", "gep")
 
 
@@ -62,6 +64,8 @@ def check_section(section: Mapping[str, Any], path: str = "distill") -> None:
             check_keys(section[key], DEFAULTS[key], f"{path}.{key}")
     if isinstance(section.get("losses"), Mapping):
         check_keys(section["losses"], LOSS_NAMES, f"{path}.losses")
+    if isinstance(section.get("augment"), Mapping):
+        check_keys(section["augment"], AUGMENT_DEFAULTS, f"{path}.augment")
 
 
 class DistillModule(nn.Module):
@@ -131,6 +135,7 @@ class DistillTask(StageTask, Task):
     def __init__(self, config: dict):
         section = config.get("distill", {})
         check_section(section)
+        self.augment = {**AUGMENT_DEFAULTS, **(section.get("augment") or {})}
         settings = {**DEFAULTS, **{k: v for k, v in section.items() if k in DEFAULTS}}
         self.model = build_model(config.get("model", {}), section.get("init"))
         self.module = DistillModule(self.model, settings)
@@ -142,7 +147,8 @@ class DistillTask(StageTask, Task):
         return load_dataset(self.dataset_root, "train")
 
     def losses(self, samples, step: int) -> dict[str, torch.Tensor]:
-        return self.ddp_module(self.batch(samples), step / max(1, self.steps))
+        batch = flip_batch(self.batch(samples), self.flip_flags(len(samples)))
+        return self.ddp_module(batch, step / max(1, self.steps))
 
     def save_final(self, out_dir: Path) -> None:
         save_stage_model(self.model, out_dir)

@@ -22,11 +22,13 @@ from training.losses.tasks import (
 )
 from training.runner import Task
 from training.stages.common import (
+    AUGMENT_DEFAULTS,
     Batch,
     PairDataset,
     StageTask,
     build_model,
     copy_teacher_into_student,
+    flip_batch,
     load_dataset,
     save_stage_model,
 )
@@ -102,7 +104,7 @@ class RGBHeadsModule(nn.Module):
 
 
 #: The keys of a teacher / heads / scratch section besides the runner's (RunConfig) fields.
-SECTION_KEYS = ("init", "loss_weights", "pair_gap")
+SECTION_KEYS = ("init", "loss_weights", "pair_gap", "augment")
 LOSS_WEIGHT_KEYS = ("depth", "segmentation", "matching")
 
 
@@ -112,6 +114,8 @@ class RGBHeadsTask(StageTask, Task):
         self.stage = stage
         section = config.get(stage, {})
         check_keys(section.get("loss_weights") or {}, LOSS_WEIGHT_KEYS, f"{stage}.loss_weights")
+        check_keys(section.get("augment") or {}, AUGMENT_DEFAULTS, f"{stage}.augment")
+        self.augment = {**AUGMENT_DEFAULTS, **(section.get("augment") or {})}
         init = section.get("init")
         self.model = build_model(config.get("model", {}), init)
         train_backbone = stage in ("teacher", "scratch")
@@ -126,8 +130,9 @@ class RGBHeadsTask(StageTask, Task):
         return PairDataset(load_dataset(self.dataset_root, "train"), self.pair_gap)
 
     def losses(self, pairs, step: int) -> dict[str, torch.Tensor]:
-        return self.ddp_module(self.batch([p[0] for p in pairs]),
-                               self.batch([p[1] for p in pairs]))
+        flags = self.flip_flags(len(pairs))  # a pair is mirrored together
+        return self.ddp_module(flip_batch(self.batch([p[0] for p in pairs]), flags),
+                               flip_batch(self.batch([p[1] for p in pairs]), flags))
 
     def save_final(self, out_dir: Path) -> None:
         if self.stage == "teacher":
