@@ -47,6 +47,19 @@ def test_constant_head_gives_the_constant_back():
         assert "ignored" not in out
 
 
+def test_keep_stitches_only_the_named_outputs_and_leaves_them_unchanged():
+    def head(x):
+        b = x.shape[0]
+        return {"depth": x[:, :1] * 2, "logits": x.repeat(1, 8, 1, 1), "cls": torch.ones(b, 4)}
+
+    x = torch.randn(1, 2, 16, 80)
+    full = tiled_forward(head, x, MODEL)
+    kept = tiled_forward(head, x, MODEL, keep=("depth", "cls"))
+    assert set(kept) == {"depth", "cls"} and set(full) == {"depth", "logits", "cls"}
+    torch.testing.assert_close(kept["depth"], full["depth"])
+    assert tiled_forward(head, x, MODEL, keep=()) == {}
+
+
 def test_identity_and_strided_outputs_stitch_exactly():
     x = torch.randn(1, 2, 16, 80)
 

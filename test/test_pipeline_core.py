@@ -185,3 +185,36 @@ def test_engine_output_registry_computes_what_is_asked_and_what_it_requires():
     d = engine.diagnostics()
     assert d["count_seen"] == 2 and d["windows_processed"] == 2
     assert d["intrinsics_assumed"] is False
+
+
+def test_engine_stitches_only_the_model_outputs_its_outputs_read(monkeypatch):
+    from event_fm.models import EventFM, EventFMConfig
+    from event_fm.pipeline.engine import PerceptionEngine
+    from event_fm.pipeline.outputs import Output, Window
+    from event_fm.pipeline.scheduler import WindowSpec
+
+    model = EventFM(EventFMConfig(preset="tiny", img_size=(32, 32),
+                                  heads=("depth", "segmentation", "matching"),
+                                  embedder_widths=(4, 8, 8, 8), with_teacher=False))
+    engine = PerceptionEngine(model)
+    seen: list[set[str]] = []
+
+    class Patch(Output):  # reads every key of its heads (no ``reads``)
+        name, heads = "patch_norm", ("depth",)
+
+        def compute(self, window: Window) -> float:
+            seen.append(set(window.heads))
+            return float(window.heads["patch"].norm())
+
+    engine.ingest.decoder.width, engine.ingest.decoder.height = 64, 32
+    engine.buffer.append(make_events(np.arange(300) % 64, np.arange(300) % 32,
+                                     np.arange(300) * 300_000, np.arange(300) % 2))
+    spec = WindowSpec(t_end=50_000_000, t_start=0, stamp_ns=1)
+    engine.process(spec, {"depth", "semantic", "pose"})
+    assert engine._stitched_keys({"depth", "semantic", "pose"}) == {
+        "depth", "semantic_logits", "descriptors", "confidence"}
+    engine.register(Patch())
+    assert engine._stitched_keys({"depth", "patch_norm"}) is None
+    result = engine.process(WindowSpec(t_end=90_000_000, t_start=50_000_000, stamp_ns=2),
+                            {"patch_norm"})
+    assert result.get("patch_norm") > 0 and {"patch", "depth_logits"} <= seen[0]

@@ -10,7 +10,7 @@ events, where the encoder would only see zeros and answer with noise.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -63,13 +63,16 @@ def tiled_forward(
     inputs: torch.Tensor,
     model_size: tuple[int, int],
     tile_size: tuple[int, int] | None = None,
+    keep: Iterable[str] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Run ``fn`` on overlapping tiles of ``inputs`` (B, C, H, W) and stitch its outputs.
 
     ``fn`` maps a (B, C, *model_size) tile to a dict. Dense outputs (B, C', h, w) may have any
     stride relative to the model input (h / model_h): they are stitched on a canvas of the same
     stride over the whole input, overlaps averaged. Global outputs (B, C') are averaged over
-    tiles; anything else is dropped.
+    tiles; anything else is dropped. ``keep``: only these keys are stitched (the rest is
+    dropped), because pasting wide maps nobody reads (128 depth logits, 192-d patch features)
+    back at sensor size costs more than the network at large sensors.
     """
     if inputs.ndim != 4:
         raise ValueError(f"expected inputs (B, C, H, W), got {tuple(inputs.shape)}")
@@ -77,9 +80,12 @@ def tiled_forward(
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, torch.Tensor] = {}
     tiles = plan_tiles((height, width), model_size, tile_size)
+    wanted = None if keep is None else set(keep)
     for y0, x0, th, tw in tiles:
         tile = _resize(inputs[..., y0:y0 + th, x0:x0 + tw], model_size)
         for key, value in fn(tile).items():
+            if wanted is not None and key not in wanted:
+                continue
             if not isinstance(value, torch.Tensor) or not value.is_floating_point():
                 continue
             if value.ndim == 2:

@@ -177,10 +177,12 @@ class EventFM(nn.Module):
         voxels: torch.Tensor,
         heads: str | Iterable[str] | None = None,
         tile_size: tuple[int, int] | None = None,
+        keep: Iterable[str] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """``forward_events`` for inputs of any size/aspect ratio via overlapping tiles."""
+        """``forward_events`` for inputs of any size/aspect ratio via overlapping tiles;
+        ``keep``: the output keys to stitch (default: all)."""
         out = tiled_forward(
-            lambda x: self.forward_events(x, heads), voxels, self.img_size, tile_size
+            lambda x: self.forward_events(x, heads), voxels, self.img_size, tile_size, keep
         )
         if "descriptors" in out:
             out["descriptors"] = F.normalize(out["descriptors"], dim=1)

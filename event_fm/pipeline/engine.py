@@ -159,6 +159,19 @@ class PerceptionEngine:
                 ok.add(name)
         return ok
 
+    def _stitched_keys(self, wanted: set[str]) -> set[str] | None:
+        """The model outputs the wanted outputs read (None: one reads everything)."""
+        keys: set[str] = set()
+        for name in wanted:
+            output = self.outputs[name]
+            reads = getattr(output, "reads", None)
+            if reads is None:
+                if output.heads:
+                    return None
+                continue
+            keys.update(reads)
+        return keys
+
     def _with_requirements(self, wanted: set[str]) -> set[str]:
         out = set(wanted)
         for name in reversed(list(self.outputs)):  # dependents come after what they require
@@ -227,7 +240,8 @@ class PerceptionEngine:
             t1 = time.perf_counter()
             with torch.inference_mode():
                 x = voxels[None].half() if self.half else voxels[None]
-                window.heads = self.model.forward_events_tiled(x, heads=heads)
+                window.heads = self.model.forward_events_tiled(
+                    x, heads=heads, keep=self._stitched_keys(wanted))
                 if self.hold is not None:
                     window.heads = self.hold(window.heads, len(events))
                     held = bool(self.hold.held.any())

@@ -56,6 +56,7 @@ class MatcherPoseOutput(PoseOutput):
     conventions, counters and metric scaling)."""
 
     name, heads, requires = "pose", (), ("event_features",)
+    reads = ("depth",)  # when the depth output runs, it scales t
 
     def __init__(self, max_side: int = 640, threshold_px: float = 1.0, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -63,11 +63,14 @@ class Output(Protocol):
     ``name``: the key of its value and of the node's topic rows. ``heads``: model heads it reads
     from ``window.heads``. ``requires``: outputs whose values it reads from ``window.values``
     (registered before it). ``stage``: the latency entry its time adds to (default: its name).
-``needs_voxels``: it reads ``window.voxels`` (the engine builds them even when no head runs).
+    ``needs_voxels``: it reads ``window.voxels`` (the engine builds them even when no head
+    runs). ``reads``: the keys of ``window.heads`` it uses (default: every key its heads
+    produce); the engine stitches only keys some wanted output reads.
     """
 
     name: str
     heads: tuple[str, ...] = ()
+    reads: tuple[str, ...] | None = None
     requires: tuple[str, ...] = ()
     stage: str = ""
     needs_voxels: bool = False  # reads window.voxels without the model
@@ -96,6 +99,7 @@ class DepthOutput(Output):
     """(H, W) float32 metres."""
 
     name, heads, stage = "depth", ("depth",), "postprocess"
+    reads = ("depth",)
 
     def compute(self, window: Window) -> np.ndarray:
         return resized(window.heads["depth"], window.size)[0, 0].cpu().numpy().astype(np.float32)
@@ -105,6 +109,7 @@ class SemanticOutput(Output):
     """(H, W) uint8 class ids."""
 
     name, heads, stage = "semantic", ("segmentation",), "postprocess"
+    reads = ("semantic_logits",)
 
     def compute(self, window: Window) -> np.ndarray:
         logits = resized(window.heads["semantic_logits"], window.size)
@@ -127,6 +132,7 @@ class PoseOutput(Output):
     intrinsics are the window's, or a guess (focal = the larger side) reported in diagnostics."""
 
     name, heads, stage = "pose", ("matching",), "postprocess"
+    reads = ("descriptors", "confidence", "depth")  # depth, when computed, scales t
 
     def __init__(self, max_keypoints: int = 1024, min_scale_points: int = 8) -> None:
         self.max_keypoints = max_keypoints
