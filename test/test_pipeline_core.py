@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
+import torch
 
 from event_fm.io import make_events
 from event_fm.io.rosbag import BagReader
 from event_fm.pipeline.buffer import EventBuffer
 from event_fm.pipeline.clock import ClockOffsetEstimator
 from event_fm.pipeline.ingest import StreamIngest
-from event_fm.pipeline.scheduler import WindowScheduler
+from event_fm.pipeline.scheduler import WindowScheduler, WindowSpec
 
 
 def _events(t):
@@ -218,3 +221,73 @@ def test_engine_stitches_only_the_model_outputs_its_outputs_read(monkeypatch):
     result = engine.process(WindowSpec(t_end=90_000_000, t_start=50_000_000, stamp_ns=2),
                             {"patch_norm"})
     assert result.get("patch_norm") > 0 and {"patch", "depth_logits"} <= seen[0]
+
+
+def _tiny_engine(**config):
+    from event_fm.models import EventFM, EventFMConfig
+    from event_fm.pipeline.engine import EngineConfig, PerceptionEngine
+
+    model = EventFM(EventFMConfig(preset="tiny", img_size=(32, 32),
+                                  heads=("depth", "segmentation", "matching"),
+                                  embedder_widths=(4, 8, 8, 8), with_teacher=False))
+    return PerceptionEngine(model, EngineConfig(**config), topic="/event_camera/events")
+
+
+def test_packets_decode_outside_the_lock_the_worker_holds(real_bags):
+    """A long model forward (the worker holding the engine lock) does not hold up decoding:
+    only the append waits (issue 19: decode cost 4-20x more inside the node)."""
+    import threading
+
+    engine = _tiny_engine()
+    with BagReader(real_bags / "evt3_metavision_640x480") as bag:
+        msgs = [bag.deserialize(m) for _, m in zip(range(3), bag.messages(), strict=False)]
+    done = threading.Event()
+    with engine._lock:  # the worker, mid-window
+        thread = threading.Thread(target=lambda: (engine.add_packet(msgs[0]), done.set()))
+        thread.start()
+        for _ in range(500):
+            if engine.ingest.stats.messages == 1:
+                break
+            time.sleep(0.01)
+        assert engine.ingest.stats.messages == 1  # decoded while the lock was held
+        assert len(engine.buffer) == 0 and not done.is_set()  # the append waits for it
+    thread.join(10)
+    assert done.is_set() and len(engine.buffer) > 0
+    assert engine.add_packet(msgs[1]) > 0 and engine.ingest.stats.messages == 2
+
+
+def test_warm_up_leaves_no_trace_in_counters_buffer_or_output_history():
+    before = torch.get_num_threads()
+    engine = _tiny_engine(threads=1)
+    assert torch.get_num_threads() == 1
+    torch.set_num_threads(before)
+    assert engine.voxel_backend == "numba"  # the CPU engine's voxel kernel
+    seconds = engine.warm_up((30, 40))
+    assert seconds > 0
+    d = engine.diagnostics()
+    assert d.get("windows_processed", 0) == 0 and len(engine.buffer) == 0
+    assert not any(k.startswith("pose_") and v for k, v in d.items() if k != "pose_cell_px")
+    assert engine.outputs["pose"]._previous is None
+    # the first real window after the warm-up gets no pose (nothing before it to match)
+    engine.ingest.decoder.width, engine.ingest.decoder.height = 40, 30
+    engine.buffer.append(make_events(np.arange(400) % 40, np.arange(400) % 30,
+                                     np.arange(400) * 100_000, np.arange(400) % 2))
+    result = engine.process(WindowSpec(t_end=40_000_000, t_start=0, stamp_ns=1))
+    assert result.get("pose") is None and result.get("depth").shape == (30, 40)
+
+
+def test_compute_threads_are_set_explicitly():
+    import cv2
+    import numba
+
+    from event_fm.common.threads import set_compute_threads
+
+    before = torch.get_num_threads()
+    try:
+        used = set_compute_threads(1)
+        assert used == {"torch": 1, "numba": 1, "opencv": 1}
+        assert numba.get_num_threads() == 1 and cv2.getNumThreads() == 1
+        with pytest.raises(ValueError, match="threads must be >= 1"):
+            set_compute_threads(0)
+    finally:
+        set_compute_threads(before)

@@ -134,7 +134,7 @@ class PerceptionNode(LifecycleNode):
                               buffer_max_events=v["buffer_max_events"],
                               memory_hold=v["memory_hold"],
                               memory_hold_min_events=v["memory_hold_min_events"],
-                              device=v["device"], half=v["half"])
+                              device=v["device"], half=v["half"], threads=v["threads"])
         try:
             self.engine = PerceptionEngine.from_checkpoint(checkpoint, config, v["event_topic"])
         except Exception as exc:  # noqa: BLE001 - activation fails with the reason, not a crash
@@ -153,6 +153,13 @@ class PerceptionNode(LifecycleNode):
         self.get_logger().info(
             f"model {checkpoint} on {self.engine.device}; outputs {sorted(self._enabled)}")
         warm_up_decoders()  # JIT now, not inside the first packet's callback
+        try:
+            seconds = self.engine.warm_up()  # voxel kernels, the model, the matcher
+        except Exception as exc:  # noqa: BLE001 - activation fails with the reason, not a crash
+            self.get_logger().error(f"warm-up of {checkpoint} failed: {exc}")
+            self.engine = None
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"warmed up in {seconds:.2f} s")
         self._reporter = DiagnosticsReporter(self.get_name(), v["max_window_age_ms"])
         self._subscribe()
         self._running.set()
@@ -353,6 +360,8 @@ class PerceptionNode(LifecycleNode):
                 if row.always or self._pubs[name].get_subscription_count() > 0} & self._enabled
 
     def _work(self) -> None:
+        if self.engine is not None:
+            self.engine.configure_thread()
         while self._running.is_set():
             engine = self.engine
             if engine is None:

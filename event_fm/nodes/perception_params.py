@@ -32,6 +32,9 @@ PARAMS = [
               "scaled to its size"),
     ParamSpec("device", "auto", "auto, cpu or cuda:N (auto: CUDA when available)"),
     ParamSpec("half", False, "run the model in half precision (CUDA only)"),
+    ParamSpec("threads", 1, "CPU threads of the model, voxel grids and OpenCV (torch intra-op, "
+              "numba, cv2); 1 keeps the worker from fighting the callbacks for cores", min=1,
+              max=256),
     ParamSpec("event_topic", "events", "event packets from the driver; relative, so a remap "
               "(events:=/event_camera/events, as the launch file does) points it"),
     ParamSpec("event_msg_type", EVENT_MSG_TYPES[0], "message type of event_topic",

@@ -54,6 +54,15 @@ class _Held:
     msg: object = None  # the message, to decode again from a fresh state on a reset
 
 
+@dataclass
+class Decoded:
+    """A decoded packet waiting to be admitted, with the decoder state to roll back to."""
+
+    batch: EventBatch
+    decoder_before: tuple | None
+    msg: object
+
+
 class StreamIngest:
     def __init__(self, topic: str, buffer: EventBuffer, clock: ClockOffsetEstimator,
                  reset_threshold_ns: int = 500_000_000,
@@ -79,6 +88,13 @@ class StreamIngest:
         seq) — returns what was accepted (None when nothing was). Never raises on bad data."""
         if not hasattr(msg, "encoding") and hasattr(msg, "events"):
             return self.add_legacy_array(msg)
+        decoded = self.decode(msg)
+        return None if decoded is None else self.admit(decoded)
+
+    def decode(self, msg) -> Decoded | None:
+        """The first half of :meth:`add_packet`: decode only. It touches the decoder and the
+        stats, not the buffer or the clock, so a caller can run it outside the lock the
+        window worker takes and :meth:`admit` the result under it."""
         started = time.perf_counter_ns()
         self.stats.messages += 1
         before = self.decoder.snapshot()
@@ -95,7 +111,11 @@ class StreamIngest:
             if reason in ("unknown_encoding", "implausible_geometry", "big_endian_payload"):
                 self._warn.warning(reason, "%s: dropping packet: %s", self.topic, reason)
         self._check_seq(batch.seq)
-        return self._admit(batch, before, msg)
+        return Decoded(batch, before, msg)
+
+    def admit(self, decoded: Decoded) -> EventBatch | None:
+        """The second half of :meth:`add_packet`: the timing checks and the append."""
+        return self._admit(decoded.batch, decoded.decoder_before, decoded.msg)
 
     def add_legacy_array(self, msg) -> EventBatch | None:
         """A legacy per-event array; its geometry becomes the stream's. Counted as malformed

@@ -33,6 +33,12 @@ class EventFeaturesOutput(Output):
         self.top_k = top_k
         self.max_side = max_side
 
+    def warm_up(self, voxels: torch.Tensor) -> None:
+        """The matcher's first forward (allocations, kernel choice) before live windows."""
+        device = next(self.matcher.parameters()).device
+        with torch.inference_mode():
+            self.matcher.keypoints(voxels.float().to(device), top_k=self.top_k)
+
     def compute(self, window: Window) -> SparseFeatures:
         voxels = window.voxels.float()
         h, w = voxels.shape[-2:]
