@@ -74,7 +74,9 @@ class MatcherPoseOutput(PoseOutput):
 
     def match(self, previous: SparseFeatures, current: SparseFeatures, window: Window
               ) -> tuple[np.ndarray, np.ndarray, float, float]:
-        i0, i1, _ = match_descriptors(previous.descriptors, current.descriptors)
+        i0, i1, similarity = match_descriptors(previous.descriptors, current.descriptors)
+        order = torch.argsort(similarity, descending=True)  # best first: PROSAC samples them
+        i0, i1 = i0[order], i1[order]
         k0 = previous.keypoints[i0].numpy().astype(np.float64)
         k1 = current.keypoints[i1].numpy().astype(np.float64)
         shrink = max(1.0, max(window.height, window.width) / self.max_side)  # as the features
