@@ -1,10 +1,13 @@
 """EVT 3.0 decoding speed: event_fm vs faery vs expelliarmus, on one CPU core.
 
-Builds a synthetic but sensor-like stream (moving edges plus background noise, read out row by
-row within each microsecond) with the project's encoder, once with single-event words only and
-once with vector words, then times each decoder on it. faery and expelliarmus read files only,
-so they get the same bytes as a temporary ``.raw`` file (header ``% evt 3.0``); event_fm is
-timed both from memory and from that file.
+Real recordings first: the EVT 3.0 words two Prophesee cameras wrote (the metavision_driver
+bags in test/data/real_bags: an EVK4 HD at 1280x720 and a Gen3.1 VGA at 640x480), concatenated
+in packet order into ``.raw`` files as Metavision writes them, one with the '% end' header line
+and one without it (EVK4 files may lack it). Then two synthetic but sensor-like streams (moving
+edges plus background noise read out row by row; row bursts in vector words) made with the
+project's encoder. event_fm is timed from memory (the node's path) and through its public file
+reader (``event_fm.io.read_events``, what ``event-fm`` commands use); faery and expelliarmus read
+the same files.
 
     python benchmarks/decode.py [--events 5000000] [--repeat 5]
 """
@@ -32,8 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from event_fm.io.decoders import make_decoder  # noqa: E402
 from event_fm.io.events import EVENT_DTYPE  # noqa: E402
 from event_fm.io.evt3_encoder import encode_evt3  # noqa: E402
+from event_fm.io.readers import read_events  # noqa: E402
 
 WIDTH, HEIGHT = 1280, 720
+REAL_BAGS = Path(__file__).resolve().parents[1] / "test" / "data" / "real_bags"
 
 
 def pin_to_one_core() -> str:
@@ -99,7 +104,23 @@ def time_it(fn: Callable[[], int], repeat: int) -> tuple[float, float, int]:
     return min(runs), statistics.median(runs), n
 
 
-def faery_decoder(path: Path) -> Callable[[], int] | str:
+def real_stream(bag: str) -> tuple[bytes, int, int, int]:
+    """(EVT 3.0 bytes, events, width, height) of a real driver recording, in packet order."""
+    from event_fm.io.rosbag import BagReader
+
+    chunks, width, height = [], 0, 0
+    with BagReader(REAL_BAGS / bag) as reader:
+        for message in reader.messages():
+            msg = reader.deserialize(message)
+            if getattr(msg, "encoding", "") == "evt3":
+                chunks.append(bytes(msg.events))
+                width, height = msg.width, msg.height
+    raw = b"".join(chunks)
+    n = len(make_decoder("evt3", width, height).decode(np.frombuffer(raw, np.uint8)))
+    return raw, n, width, height
+
+
+def faery_decoder(path: Path, size: tuple[int, int]) -> Callable[[], int] | str:
     try:
         import faery
     except ImportError as e:
@@ -107,7 +128,7 @@ def faery_decoder(path: Path) -> Callable[[], int] | str:
 
     def run() -> int:
         n = 0
-        with faery.evt.Decoder(path, (WIDTH, HEIGHT), "evt3") as dec:
+        with faery.evt.Decoder(path, size, "evt3") as dec:
             for packet in dec:
                 n += len(packet["events"])
         return n
@@ -124,27 +145,28 @@ def expelliarmus_decoder(path: Path) -> Callable[[], int] | str:
     return lambda: len(wizard.read(path))
 
 
-def bench_stream(name: str, raw: bytes, n: int, repeat: int, path: Path) -> None:
-    path.write_bytes(
-        f"% evt 3.0\n% format EVT3;height={HEIGHT};width={WIDTH}\n% end\n".encode() + raw
-    )
+def bench_stream(name: str, raw: bytes, n: int, repeat: int, path: Path,
+                 size: tuple[int, int] = (WIDTH, HEIGHT), end_line: bool = True) -> None:
+    width, height = size
+    header = f"% camera_integrator_name Prophesee\n% evt 3.0\n" \
+             f"% format EVT3;height={height};width={width}\n% geometry {width}x{height}\n"
+    path.write_bytes((header + ("% end\n" if end_line else "")).encode() + raw)
+    data = np.frombuffer(raw, np.uint8)
 
     def event_fm_memory() -> int:
-        return len(make_decoder("evt3", WIDTH, HEIGHT).decode(raw))
+        return len(make_decoder("evt3", width, height).decode(data))
 
     def event_fm_file() -> int:
-        with open(path, "rb") as f:
-            header = f.read(4096)
-        data = np.fromfile(path, dtype=np.uint8, offset=header.index(b"% end\n") + 6)
-        return len(make_decoder("evt3", WIDTH, HEIGHT).decode(data))
+        return sum(len(batch) for batch in read_events(path))
 
-    print(f"\n{name}: {n:,} events, {len(raw) / 2 / n:.2f} words/event, {len(raw) / 1e6:.1f} MB")
+    print(f"\n{name}: {n:,} events, {len(raw) / 2 / n:.2f} words/event, {len(raw) / 1e6:.1f} MB"
+          f"{'' if end_line else ', header without % end'}")
     print(f"  {'decoder':<26}{'best Mev/s':>12}{'median Mev/s':>14}  events")
     rates = {}
     for label, fn in (
         ("event_fm (memory)", event_fm_memory),
         ("event_fm (file)", event_fm_file),
-        ("faery (file)", faery_decoder(path)),
+        ("faery (file)", faery_decoder(path, size)),
         ("expelliarmus (file)", expelliarmus_decoder(path)),
     ):
         if isinstance(fn, str):
@@ -179,6 +201,11 @@ def main() -> None:
         encode_evt3(scenes["edges+noise, ADDR_X words"][0][:99])
     )
     with tempfile.TemporaryDirectory() as tmp:
+        for bag in ("evt3_trigger_1280x720", "evt3_metavision_640x480"):
+            raw, n, width, height = real_stream(bag)
+            for end_line in (True, False):
+                bench_stream(f"real {bag}", raw, n, args.repeat,
+                             Path(tmp) / f"{bag}_{end_line}.raw", (width, height), end_line)
         for i, (name, (ev, vectors)) in enumerate(scenes.items()):
             raw = encode_evt3(ev, use_vectors=vectors)
             check = make_decoder("evt3", WIDTH, HEIGHT).decode(raw).events

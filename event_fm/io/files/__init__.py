@@ -178,7 +178,10 @@ class Rebatcher:
     def flush(self) -> Iterator[EventBatch]:
         """Emit what is left (also a trigger-only or drop-only remainder)."""
         if self._count or self._triggers or self._dropped:
-            ev = np.concatenate(self._events) if self._events else empty_events()
+            if len(self._events) > 1:
+                ev = np.concatenate(self._events)
+            else:  # one decoded chunk (a small file): no copy
+                ev = self._events[0] if self._events else empty_events()
             self._events, self._count = [], 0
             yield self._make(ev, last=True)
 

@@ -122,7 +122,7 @@ def read_raw_header(path: str | os.PathLike) -> RawHeader:
 def read_raw(
     path: str | os.PathLike,
     chunk_events: int = 1_000_000,
-    chunk_bytes: int = 1 << 20,
+    chunk_bytes: int = 1 << 23,
     topic: str = "",
 ) -> Iterator[EventBatch]:
     """Stream a .raw file as EventBatch chunks of ``chunk_events`` events.
