@@ -60,6 +60,25 @@ def test_keep_stitches_only_the_named_outputs_and_leaves_them_unchanged():
     assert tiled_forward(head, x, MODEL, keep=()) == {}
 
 
+def test_native_canvas_keeps_the_model_resolution_whatever_the_input_size():
+    def head(x):
+        return {"depth": x[:, :1] + 1.0, "coarse": F.avg_pool2d(x, 8)}
+
+    # a 4x larger input, one tile: the canvas is the model's 16x32, the tile pasted as is
+    x = torch.randn(1, 2, 64, 128)
+    out = tiled_forward(head, x, MODEL, native=True)
+    tile = F.interpolate(x, size=MODEL, mode="bilinear", align_corners=False, antialias=True)
+    assert out["depth"].shape == (1, 1, *MODEL) and out["coarse"].shape == (1, 2, 2, 4)
+    torch.testing.assert_close(out["depth"], tile[:, :1] + 1.0)
+    # two tiles side by side (32x64 each, model 16x32): a 16x48 canvas, the overlap averaged
+    wide = tiled_forward(lambda t: {"d": torch.ones(1, 1, *t.shape[-2:])},
+                         torch.zeros(1, 1, 32, 96), MODEL, native=True)["d"]
+    assert wide.shape == (1, 1, 16, 48)
+    torch.testing.assert_close(wide, torch.ones_like(wide))
+    # the sensor-size canvas is the native one resized (same content, more pixels)
+    assert tiled_forward(head, x, MODEL)["depth"].shape == (1, 1, 64, 128)
+
+
 def test_identity_and_strided_outputs_stitch_exactly():
     x = torch.randn(1, 2, 16, 80)
 

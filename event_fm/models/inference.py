@@ -64,6 +64,7 @@ def tiled_forward(
     model_size: tuple[int, int],
     tile_size: tuple[int, int] | None = None,
     keep: Iterable[str] | None = None,
+    native: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Run ``fn`` on overlapping tiles of ``inputs`` (B, C, H, W) and stitch its outputs.
 
@@ -72,7 +73,10 @@ def tiled_forward(
     stride over the whole input, overlaps averaged. Global outputs (B, C') are averaged over
     tiles; anything else is dropped. ``keep``: only these keys are stitched (the rest is
     dropped), because pasting wide maps nobody reads (128 depth logits, 192-d patch features)
-    back at sensor size costs more than the network at large sensors.
+    back at sensor size costs more than the network at large sensors. ``native``: the canvas
+    has the model's own pixel density (a 1280x720 input tiled by 720x960 tiles into a 96x128
+    model gets a 96x171 canvas) and tiles are pasted without resizing, so the cost does not grow
+    with the sensor; the caller resizes only what it publishes.
     """
     if inputs.ndim != 4:
         raise ValueError(f"expected inputs (B, C, H, W), got {tuple(inputs.shape)}")
@@ -95,6 +99,8 @@ def tiled_forward(
             if value.ndim != 4:
                 continue
             fy, fx = value.shape[-2] / model_size[0], value.shape[-1] / model_size[1]
+            if native:  # input pixels -> model pixels of the (equal-sized) tiles
+                fy, fx = fy * model_size[0] / th, fx * model_size[1] / tw
             canvas_h, canvas_w = round(height * fy), round(width * fx)
             if key not in sums:
                 sums[key] = value.new_zeros(*value.shape[:2], canvas_h, canvas_w)

@@ -178,11 +178,14 @@ class EventFM(nn.Module):
         heads: str | Iterable[str] | None = None,
         tile_size: tuple[int, int] | None = None,
         keep: Iterable[str] | None = None,
+        native: bool = False,
     ) -> dict[str, torch.Tensor]:
         """``forward_events`` for inputs of any size/aspect ratio via overlapping tiles;
-        ``keep``: the output keys to stitch (default: all)."""
+        ``keep``: the output keys to stitch (default: all); ``native``: dense outputs at the
+        model's pixel density instead of the input's (see :func:`tiled_forward`)."""
         out = tiled_forward(
-            lambda x: self.forward_events(x, heads), voxels, self.img_size, tile_size, keep
+            lambda x: self.forward_events(x, heads), voxels, self.img_size, tile_size, keep,
+            native,
         )
         if "descriptors" in out:
             out["descriptors"] = F.normalize(out["descriptors"], dim=1)

@@ -198,7 +198,8 @@ class PerceptionNode(LifecycleNode):
         except (OSError, ValueError, RuntimeError) as exc:
             self.get_logger().error(f"image_pose: {exc}")
             return False
-        outputs = matcher_outputs(matcher, teacher, keyframe, image_pose)
+        outputs = matcher_outputs(matcher, teacher, keyframe, image_pose,
+                                  max_side=v["matcher_max_side"])
         if v["pose_source"] == "head":  # the matcher serves only image_pose
             outputs = [o for o in outputs if o.name != "pose"]
         self.engine.register(*outputs)

@@ -24,6 +24,9 @@ PARAMS = [
               "(the matcher where it is installed)", choices=("auto", "event_matcher", "head")),
     ParamSpec("event_matcher_checkpoint", "", "event matcher for ~/pose and ~/image_pose "
               "(empty: the shipped models/event_matcher)"),
+    ParamSpec("matcher_max_side", 320, "the event matcher sees windows shrunk to this many "
+              "pixels on the longer side: its cost grows with pixels, and it was trained on "
+              "240x180 windows", min=64, max=4096),
     ParamSpec("image_pose_reference", "latest_frame", "what ~/image_pose is relative to: the "
               "latest frame on image_topic, or keyframe_image",
               choices=("latest_frame", "keyframe")),

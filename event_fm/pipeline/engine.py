@@ -242,7 +242,8 @@ class PerceptionEngine:
         with torch.inference_mode():
             x = voxels[None].half() if self.half else voxels[None]
             self.model.forward_events_tiled(x, heads=tuple(self.model.heads),
-                                            keep=self._stitched_keys(self.available))
+                                            keep=self._stitched_keys(self.available),
+                                            native=True)
         for output in self.outputs.values():
             warm = getattr(output, "warm_up", None)
             if warm is not None:
@@ -285,8 +286,9 @@ class PerceptionEngine:
             t1 = time.perf_counter()
             with torch.inference_mode():
                 x = voxels[None].half() if self.half else voxels[None]
+                # at the model's own resolution: outputs resize only what they publish
                 window.heads = self.model.forward_events_tiled(
-                    x, heads=heads, keep=self._stitched_keys(wanted))
+                    x, heads=heads, keep=self._stitched_keys(wanted), native=True)
                 if self.hold is not None:
                     window.heads = self.hold(window.heads, len(events))
                     held = bool(self.hold.held.any())

@@ -28,7 +28,7 @@ class EventFeaturesOutput(Output):
 
     name, stage, needs_voxels = "event_features", "matcher", True
 
-    def __init__(self, matcher: EventMatcher, top_k: int = 1024, max_side: int = 640) -> None:
+    def __init__(self, matcher: EventMatcher, top_k: int = 1024, max_side: int = 320) -> None:
         self.matcher = matcher.eval()
         self.top_k = top_k
         self.max_side = max_side
@@ -64,7 +64,7 @@ class MatcherPoseOutput(PoseOutput):
     name, heads, requires = "pose", (), ("event_features",)
     reads = ("depth",)  # when the depth output runs, it scales t
 
-    def __init__(self, max_side: int = 640, threshold_px: float = 1.0, **kwargs) -> None:
+    def __init__(self, max_side: int = 320, threshold_px: float = 1.0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.max_side = max_side
         self.threshold = threshold_px
@@ -137,7 +137,7 @@ class ImagePoseOutput(Output):
 
 def matcher_outputs(matcher: EventMatcher, teacher: XFeatTeacher | None = None,
                     keyframe: np.ndarray | None = None, image_pose: bool = False,
-                    top_k: int = 1024, max_side: int = 640) -> list[Output]:
+                    top_k: int = 1024, max_side: int = 320) -> list[Output]:
     """The matcher's outputs, ready to register (they replace the head-based ``pose``)."""
     outputs: list[Output] = [EventFeaturesOutput(matcher, top_k, max_side),
                              MatcherPoseOutput(max_side)]

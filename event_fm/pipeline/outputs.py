@@ -112,8 +112,12 @@ class SemanticOutput(Output):
     reads = ("semantic_logits",)
 
     def compute(self, window: Window) -> np.ndarray:
-        logits = resized(window.heads["semantic_logits"], window.size)
-        return logits[0].argmax(0).to(torch.uint8).cpu().numpy()
+        # argmax where the model computed the logits, then nearest up to the sensor: resizing
+        # C class maps to a 1280x720 sensor cost more than the network (issue 19)
+        labels = window.heads["semantic_logits"][0].argmax(0).to(torch.uint8)
+        if tuple(labels.shape) != window.size:
+            labels = F.interpolate(labels[None, None], size=window.size, mode="nearest")[0, 0]
+        return labels.cpu().numpy()
 
 
 class SemanticColorOutput(Output):
@@ -131,7 +135,7 @@ class PoseOutput(Output):
     Keeps the previous window's descriptors, so it must see consecutive computed windows; the
     intrinsics are the window's, or a guess (focal = the larger side) reported in diagnostics."""
 
-    name, heads, stage = "pose", ("matching",), "postprocess"
+    name, heads, stage = "pose", ("matching",), "pose"
     reads = ("descriptors", "confidence", "depth")  # depth, when computed, scales t
 
     def __init__(self, max_keypoints: int = 1024, min_scale_points: int = 8) -> None:
