@@ -71,7 +71,7 @@ def test_native_canvas_keeps_the_model_resolution_whatever_the_input_size():
     assert out["depth"].shape == (1, 1, *MODEL) and out["coarse"].shape == (1, 2, 2, 4)
     torch.testing.assert_close(out["depth"], tile[:, :1] + 1.0)
     # two tiles side by side (32x64 each, model 16x32): a 16x48 canvas, the overlap averaged
-    wide = tiled_forward(lambda t: {"d": torch.ones(1, 1, *t.shape[-2:])},
+    wide = tiled_forward(lambda t: {"d": torch.ones(t.shape[0], 1, *t.shape[-2:])},
                          torch.zeros(1, 1, 32, 96), MODEL, native=True)["d"]
     assert wide.shape == (1, 1, 16, 48)
     torch.testing.assert_close(wide, torch.ones_like(wide))
@@ -106,15 +106,15 @@ def test_position_dependent_output_is_averaged_where_tiles_overlap():
     torch.testing.assert_close(out, expected)
 
 
-def test_scaled_tiles_are_resized_to_the_model():
+def test_scaled_tiles_are_resized_to_the_model_and_run_in_one_batch():
     seen = []
 
     def model(tile):
-        seen.append(tuple(tile.shape[-2:]))
+        seen.append(tuple(tile.shape))
         return {"map": torch.ones(tile.shape[0], 1, *tile.shape[-2:])}
 
     out = tiled_forward(model, torch.randn(1, 1, 32, 96), MODEL)  # tiles of 32x64, scale 2
-    assert seen == [MODEL, MODEL] and out["map"].shape == (1, 1, 32, 96)
+    assert seen == [(2, 1, *MODEL)] and out["map"].shape == (1, 1, 32, 96)
     with pytest.raises(ValueError):
         tiled_forward(model, torch.randn(32, 96), MODEL)
 

@@ -68,7 +68,8 @@ def tiled_forward(
 ) -> dict[str, torch.Tensor]:
     """Run ``fn`` on overlapping tiles of ``inputs`` (B, C, H, W) and stitch its outputs.
 
-    ``fn`` maps a (B, C, *model_size) tile to a dict. Dense outputs (B, C', h, w) may have any
+    ``fn`` maps a (B', C, *model_size) batch of tiles to a dict (all tiles go in one call,
+    B' = B x tiles, and outputs are split back per tile). Dense outputs (B, C', h, w) may have any
     stride relative to the model input (h / model_h): they are stitched on a canvas of the same
     stride over the whole input, overlaps averaged. Global outputs (B, C') are averaged over
     tiles; anything else is dropped. ``keep``: only these keys are stitched (the rest is
@@ -85,13 +86,16 @@ def tiled_forward(
     counts: dict[str, torch.Tensor] = {}
     tiles = plan_tiles((height, width), model_size, tile_size)
     wanted = None if keep is None else set(keep)
-    for y0, x0, th, tw in tiles:
-        tile = _resize(inputs[..., y0:y0 + th, x0:x0 + tw], model_size)
-        for key, value in fn(tile).items():
-            if wanted is not None and key not in wanted:
-                continue
-            if not isinstance(value, torch.Tensor) or not value.is_floating_point():
-                continue
+    # all tiles in one call: one batched forward costs less than one forward per tile
+    batch = inputs.shape[0]
+    stacked = torch.cat([_resize(inputs[..., y0:y0 + th, x0:x0 + tw], model_size)
+                         for y0, x0, th, tw in tiles])
+    results = {key: value for key, value in fn(stacked).items()
+               if (wanted is None or key in wanted) and isinstance(value, torch.Tensor)
+               and value.is_floating_point() and value.shape[:1] == stacked.shape[:1]}
+    for i, (y0, x0, th, tw) in enumerate(tiles):
+        for key, full in results.items():
+            value = full[i * batch:(i + 1) * batch]
             if value.ndim == 2:
                 sums[key] = sums.get(key, 0) + value
                 counts[key] = counts.get(key, 0) + 1
