@@ -1,10 +1,14 @@
-"""EventFM forward time and peak memory at the preset's default resolution, batch 1.
+"""EventFM forward time and peak memory, batch 1: the shipped checkpoint by default.
 
-Cases: events with all heads, events with depth only (and with the cheaper depth_logit_stride
-4), the event encoder alone, and the RGB teacher with all heads. Time is the median of
-``--repeat`` calls after ``--warmup``; each case runs in a fresh process so that its peak memory
-is its own. CPU memory is the peak resident-set growth over the process before the first forward
-(ru_maxrss; torch allocations are invisible to tracemalloc); on CUDA it is
+By default the model is ``models/default`` (what the nodes run, at its own 96x128 input), plus
+its tiled forward over whole sensors as the engine calls it (only the published outputs kept,
+model-resolution canvas): 240x180, 640x480, 1280x720. ``--preset NAME`` times a random-weight
+model of that preset instead, with the cases below. Cases: events with all heads, events with
+depth only (and with the cheaper depth_logit_stride 4, preset only), the event encoder alone,
+and the RGB teacher with all heads (preset only: the shipped model has no teacher). Time is
+the median of ``--repeat`` calls after ``--warmup``; each case runs in a fresh process so that
+its peak memory is its own. CPU memory is the peak resident-set growth over the process before
+the first forward (ru_maxrss; torch allocations are invisible to tracemalloc); on CUDA it is
 torch.cuda.max_memory_allocated above the weights.
 
     .venv/bin/python benchmarks/model_forward.py [--preset tiny] [--device cpu|cuda]
@@ -35,7 +39,13 @@ CASES = {
     "events_depth_stride4": ("events", ("depth",), {"depth_logit_stride": 4}),
     "events_encoder_only": ("events", (), {}),
     "image_all_heads": ("image", None, {}),
+    "engine_240x180": ("sensor", (180, 240), {}),
+    "engine_640x480": ("sensor", (480, 640), {}),
+    "engine_1280x720": ("sensor", (720, 1280), {}),
 }
+PRESET_ONLY = ("events_depth_stride4", "image_all_heads")
+SENSOR_CASES = ("engine_240x180", "engine_640x480", "engine_1280x720")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _rss_bytes() -> int:
@@ -43,16 +53,28 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def run_case(name: str, preset: str, device: str, repeat: int, warmup: int) -> dict:
+def run_case(name: str, preset: str | None, device: str, repeat: int, warmup: int,
+             checkpoint: str) -> dict:
     import torch
 
-    from event_fm.models import EventFM, EventFMConfig
+    from event_fm.models import EventFM, EventFMConfig, load_model
 
     source, heads, overrides = CASES[name]
     torch.manual_seed(0)
-    model = EventFM(EventFMConfig(preset=preset, **overrides)).eval().to(device)
+    if preset:
+        model = EventFM(EventFMConfig(preset=preset, **overrides)).eval().to(device)
+    else:
+        model = load_model(checkpoint, device).eval()
     h, w = model.img_size
-    if source == "events":
+    if source == "sensor":  # the engine's call: depth + semantics, published keys, native
+        h, w = heads
+        x = torch.rand(1, model.config.num_bins, h, w, device=device)
+        heads = ("depth", "segmentation")
+
+        def forward(v, heads):
+            return model.forward_events_tiled(v, heads, keep=("depth", "semantic_logits"),
+                                              native=True)
+    elif source == "events":
         x = torch.randn(1, model.config.num_bins, h, w, device=device)
         forward = model.forward_events
     else:
@@ -94,12 +116,14 @@ def run_case(name: str, preset: str, device: str, repeat: int, warmup: int) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--preset", default=None,
+                        help="time a random-weight model of this preset instead")
+    parser.add_argument("--checkpoint", default=str(REPO / "models" / "default"))
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--cases", nargs="*", default=None, choices=list(CASES))
     parser.add_argument("--json", action="store_true", help="print one JSON list")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -109,9 +133,12 @@ def main() -> None:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        print(json.dumps(run_case(args.worker, args.preset, args.device, args.repeat,
-                                  args.warmup)))
+        print(json.dumps(run_case(args.worker, args.preset or None, args.device, args.repeat,
+                                  args.warmup, args.checkpoint)))
         return
+    if args.cases is None:
+        args.cases = [c for c in CASES if (c not in SENSOR_CASES if args.preset
+                                           else c not in PRESET_ONLY)]
 
     if args.device is None:
         import torch
@@ -120,7 +147,8 @@ def main() -> None:
     results = []
     for case in args.cases:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", case,
-               "--preset", args.preset, "--device", args.device,
+               "--preset", args.preset or "", "--checkpoint", args.checkpoint,
+               "--device", args.device,
                "--repeat", str(args.repeat), "--warmup", str(args.warmup)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
@@ -132,7 +160,8 @@ def main() -> None:
         return
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     threads = results[0]["threads"] if results else "?"
-    print(f"preset {args.preset} on {args.device} ({platform.processor() or platform.machine()}, "
+    model = f"preset {args.preset}" if args.preset else args.checkpoint
+    print(f"{model} on {args.device} ({platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, {threads} torch threads, load average {load})")
     print(f"{'case':24s} {'input':>16s} {'median ms':>10s} {'min ms':>8s} {'peak MB':>8s}")
     for r in results:
