@@ -103,7 +103,7 @@ def evaluate_set(model: EventFM, dataset: ShardDataset, batch_size: int = 8,
                       leave=False):
         samples = [dataset[i] for i in range(start, min(n, start + batch_size))]
         batch = to_batch(samples, model.img_size, model.config.num_bins, grid, device)
-        if batch.images is None:
+        if batch.images is None or model.teacher is None:  # an exported model has no teacher
             modes = ["student_events"]
         else:
             delivered_differs = any(s.image_clean is not None for s in samples)
@@ -134,8 +134,8 @@ def evaluate_set(model: EventFM, dataset: ShardDataset, batch_size: int = 8,
         from event_fm.evaluation.plots import save_mosaic
 
         save_mosaic(mosaic_path, mosaic_rows)
-    results = {m: accs[m].result() for m in MODES if m != "teacher_delivered_rgb"
-               or has_delivered}
+    results = {m: accs[m].result() for m in MODES if (m != "teacher_delivered_rgb"
+               or has_delivered) and (m == "student_events" or model.teacher is not None)}
     results["_depth_curve"] = {m: (accs[m].abs_err_by_depth / np.maximum(1, accs[m]
                                                                           .count_by_depth))
                                .tolist() for m in results}
