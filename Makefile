@@ -53,28 +53,32 @@ train-smoke: setup
 	$(RUN) $(PY) -m event_fm.cli.main train distill export \
 	  --config training/configs/demo_smoke.yaml --to out/models/smoke
 
-# The shipped models/default from scratch: simulate the recordings, teacher -> heads -> the
-# default distillation (1000 steps), export (about 40 min on 2 CPU cores).
+# The shipped models/default from scratch (training/configs/varied.yaml): simulate the
+# reproduction's and the varied recordings (~15 min), teacher 2500 -> heads 400 -> distillation
+# 1500 steps with mirroring, export (~25 min of training on 2 CPU cores).
 train-default: setup
 	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_reproduction_data.sh data/generated/repro_sim
-	$(RUN) $(PY) -m event_fm.cli.main train distill rows --config training/configs/default.yaml \
+	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_varied_data.sh data/generated/varied_sim
+	$(RUN) $(PY) -m event_fm.cli.main train distill rows --config training/configs/varied.yaml \
 	  --rows default
 	$(RUN) $(PY) -m event_fm.cli.main train distill export \
-	  --config training/configs/default.yaml --to models/default
+	  --config training/configs/varied.yaml --to models/default
 
-# models/default plus every ablation row, the no-teacher baseline, the held-out evaluation and
-# docs/reproduction.{md,json,png} (about 1.5 h on 2 CPU cores; finished stages are reused).
+# The reproduction report: every ablation row of the street-axis recipe, the no-teacher
+# baseline, the held-out evaluation and docs/reproduction.{md,json,png} (about 1.5 h on 2 CPU
+# cores; finished stages are reused). Its 'default' row (the default model before issue 16's
+# varied data) goes to out/models/reproduction; the shipped models/default is train-default's.
 reproduction: setup
 	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_reproduction_data.sh data/generated/repro_sim
 	$(RUN) $(PY) -m event_fm.cli.main train distill report \
 	  --config training/configs/default.yaml --docs docs
 	$(RUN) $(PY) -m event_fm.cli.main train distill export \
-	  --config training/configs/default.yaml --to models/default
+	  --config training/configs/default.yaml --to out/models/reproduction
 
 # Event-to-image reconstruction (LLM-EvRep, issue 11): Tencode/frame pairs from the default
 # shards, the Sobel-only and the Sobel + judge generators, the held-out report in
 # docs/reconstruction.{md,json,*.png}, the shipped models/reconstruction (about 40 min on a
-# shared 2-core CPU). Needs out/train/default (make train-default) for shards and the judge.
+# shared 2-core CPU). Needs out/train/default (make reproduction) for shards and the judge.
 .PHONY: reconstruct-report
 RECON := OMP_NUM_THREADS=1 EVENT_FM_VENV=$(abspath $(VENV)) nice -n 5 bash scripts/with_env.sh \
   $(PY) -m event_fm.cli.main train reconstruct
