@@ -49,18 +49,24 @@ def _is_degenerate(points: np.ndarray) -> bool:
 
 
 def _skew(v: np.ndarray) -> np.ndarray:
-    return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+    return _skew_batch(v[None])[0]
+
+
+def _skew_batch(v: np.ndarray) -> np.ndarray:
+    """Cross-product matrices of a stack of vectors (k, 3) -> (k, 3, 3)."""
+    out = np.zeros((len(v), 3, 3))
+    out[:, 0, 1], out[:, 0, 2], out[:, 1, 2] = -v[:, 2], v[:, 1], -v[:, 0]
+    out[:, 1, 0], out[:, 2, 0], out[:, 2, 1] = v[:, 2], -v[:, 1], v[:, 0]
+    return out
 
 
 def _sampson(E: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
     """Signed Sampson distances of normalized correspondences to the epipolar constraint."""
-    h0 = np.concatenate([x0, np.ones((len(x0), 1))], axis=1)
-    h1 = np.concatenate([x1, np.ones((len(x1), 1))], axis=1)
-    Ex0 = h0 @ E.T
-    Etx1 = h1 @ E
-    algebraic = np.sum(h1 * Ex0, axis=1)
-    gradient = Ex0[:, 0] ** 2 + Ex0[:, 1] ** 2 + Etx1[:, 0] ** 2 + Etx1[:, 1] ** 2
-    return algebraic / np.sqrt(np.maximum(gradient, 1e-30))
+    return _sampson_batch(E[None], _homogeneous(x0), _homogeneous(x1))[0]
+
+
+def _homogeneous(x: np.ndarray) -> np.ndarray:
+    return np.concatenate([x, np.ones((len(x), 1))], axis=1)
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -80,9 +86,7 @@ def _rotvec_matrices(w: np.ndarray) -> np.ndarray:
     theta = np.linalg.norm(w, axis=1)
     safe = np.where(theta > 1e-12, theta, 1.0)
     k = w / safe[:, None]
-    K = np.zeros((len(w), 3, 3))
-    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
-    K[:, 1, 0], K[:, 2, 0], K[:, 2, 1] = k[:, 2], -k[:, 1], k[:, 0]
+    K = _skew_batch(k)
     s, c = np.sin(theta)[:, None, None], (1 - np.cos(theta))[:, None, None]
     return np.eye(3) + s * K + c * (K @ K)
 
@@ -109,8 +113,7 @@ def _refine(
     from forward differences of all five parameters in one batched evaluation: a few numpy
     calls per iteration, where scipy's least_squares spent ~15 ms per pose (issue 19).
     """
-    h0 = np.concatenate([x0, np.ones((len(x0), 1))], axis=1)
-    h1 = np.concatenate([x1, np.ones((len(x1), 1))], axis=1)
+    h0, h1 = _homogeneous(x0), _homogeneous(x1)
     eps = 1e-7
     steps = np.vstack([np.zeros(5), eps * np.eye(5)])  # the point and its 5 perturbations
     damping = 1e-3
@@ -119,10 +122,7 @@ def _refine(
         Rs = _rotvec_matrices(steps[:, :3]) @ R
         ts = t + steps[:, 3:4] * b1 + steps[:, 4:5] * b2
         ts /= np.linalg.norm(ts, axis=1, keepdims=True)
-        skew = np.zeros((len(ts), 3, 3))
-        skew[:, 0, 1], skew[:, 0, 2], skew[:, 1, 2] = -ts[:, 2], ts[:, 1], -ts[:, 0]
-        skew[:, 1, 0], skew[:, 2, 0], skew[:, 2, 1] = ts[:, 2], -ts[:, 1], ts[:, 0]
-        r = _sampson_batch(skew @ Rs, h0, h1)
+        r = _sampson_batch(_skew_batch(ts) @ Rs, h0, h1)
         J = (r[1:] - r[0]).T / eps  # (N, 5)
         a = np.abs(r[0])
         w = np.where(a <= scale, 1.0, scale / np.maximum(a, 1e-30))  # Huber IRLS weights
@@ -145,8 +145,7 @@ def _cheirality(R: np.ndarray, t: np.ndarray, x0: np.ndarray, x1: np.ndarray,
                 max_depth: float = 50.0) -> np.ndarray:
     """Matches in front of both cameras (midpoint depths > 0, not at infinity), vectorized:
     recoverPose's check without its triangulation, ~50x cheaper per candidate."""
-    a = np.concatenate([x0, np.ones((len(x0), 1))], axis=1) @ R.T
-    b = np.concatenate([x1, np.ones((len(x1), 1))], axis=1)
+    a, b = _homogeneous(x0) @ R.T, _homogeneous(x1)
     aa, bb, ab = np.sum(a * a, 1), np.sum(b * b, 1), np.sum(a * b, 1)
     at, bt = a @ t, b @ t
     det = aa * bb - ab * ab
