@@ -2,7 +2,7 @@
 at three sensor sizes and three event rates; the subscription path; a full-rate ``eval``.
 
     scripts/with_env.sh .venv/bin/python benchmarks/pipeline.py [--checkpoint models/default]
-        [--windows 12] [--threads 1] [--skip-dds]
+        [--windows 12] [--threads 1] [--skip-dds] [--skip-stages] [--runs 3]
 
 1. Per-stage ms per 50 ms window, engine as perception_node builds it (the default model's
    depth + semantic heads, pose from the shipped event matcher, threads=1, numba voxels), at
@@ -12,7 +12,9 @@ at three sensor sizes and three event rates; the subscription path; a full-rate 
    the same rate (issue 19's target: <= 1.5).
 2. Subscription path: decode + append per 1 ms EVT3 packet on rclpy messages, one core.
 3. End to end: the demo bag replayed at its own speed over DDS into perception_node
-   (``event-fm eval`` at rate 1): windows processed of those due, packet-to-depth latency.
+   (``event-fm eval`` at rate 1, a private DDS domain): windows processed of those due,
+   packet-to-depth latency, with the model in its own process (the default) and in the
+   node's process (``inference_process: false``), median of ``--runs`` each.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
+
+from event_fm.cli.domain import add_domain_argument, apply_domain  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = ((240, 180), (640, 480), (1280, 720))
@@ -153,8 +157,18 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-dds", action="store_true")
+    parser.add_argument("--runs", type=int, default=3, help="full-rate evals per design")
+    parser.add_argument("--skip-stages", action="store_true", help="only the DDS part")
+    add_domain_argument(parser, private_by_default=True)
     args = parser.parse_args()
+    apply_domain(args, private_by_default=True)
+    if not args.skip_stages:
+        stage_tables(args)
+    if not args.skip_dds:
+        dds_table(args)
 
+
+def stage_tables(args: argparse.Namespace) -> None:
     print(f"1. per-stage ms per 50 ms window (shipped checkpoint + event matcher, CPU, "
           f"{args.threads} thread(s), median of {args.windows})")
     rows = stage_table(Path(args.checkpoint), Path(args.matcher), Path(args.bag), args.windows,
@@ -171,19 +185,37 @@ def main() -> None:
         print(f"| {row['offered_mev_s']:.0f} | {row['ms_per_1ms_packet']:.3f} | "
               f"{row['capacity_mev_s']:.1f} |")
 
-    if not args.skip_dds:
-        from event_fm.nodes.evaluation import evaluate_bag
 
-        print("\n3. end to end over DDS: the demo bag at its own speed into perception_node")
-        report = evaluate_bag(args.bag, args.checkpoint, REPO / "out" / "bench_pipeline",
-                              rate=1.0, device="cpu")
-        lat = report["metrics"].get("latency_ms", {})
-        d = report["diagnostics"]
-        print("   packet in -> depth out: " + ", ".join(f"{k} {v:.0f} ms"
-                                                       for k, v in lat.items()))
-        print(f"   windows processed {d.get('windows_processed')} of "
-              f"{d.get('windows_due')} due, dropped behind {d.get('windows_dropped_behind')}, "
-              f"stale {d.get('windows_dropped_stale', 0)}")
+def dds_table(args: argparse.Namespace) -> None:
+    print("\n3. end to end over DDS: the demo bag at its own speed into perception_node "
+          f"(median of {args.runs} runs each)")
+    print("| model runs | windows processed / due | p50 ms | p90 ms | p99 ms |")
+    print("|---|---|---|---|---|")
+    summary = {}
+    for label, separate in (("own process (default)", True), ("node's process", False)):
+        runs = [full_rate_eval(Path(args.bag), Path(args.checkpoint), separate)
+                for _ in range(args.runs)]
+        med = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+        summary[label] = med
+        print(f"| {label} | {med['processed']:.0f} / {med['due']:.0f} "
+              f"({med['processed'] / max(1, med['due']):.0%}) | {med['p50']:.0f} | "
+              f"{med['p90']:.0f} | {med['p99']:.0f} |")
+    own, one = summary["own process (default)"], summary["node's process"]
+    print(f"   own process vs node's process: {own['processed'] / max(1, one['processed']):.2f}x"
+          f" windows, p50 {one['p50'] / max(1e-9, own['p50']):.2f}x lower")
+
+
+def full_rate_eval(bag: Path, checkpoint: Path, inference_process: bool) -> dict[str, float]:
+    """One ``event-fm eval`` of ``bag`` at its own speed: windows and packet->depth latency."""
+    from event_fm.nodes.evaluation import evaluate_bag
+
+    report = evaluate_bag(bag, checkpoint, REPO / "out" / "bench_pipeline", rate=1.0,
+                          device="cpu", node_parameters={"inference_process": inference_process})
+    lat = report["metrics"].get("latency_ms", {})
+    d = report["diagnostics"]
+    return {"processed": float(d.get("windows_processed", 0)),
+            "due": float(d.get("windows_due", 0)),
+            **{k: float(lat.get(k, float("nan"))) for k in ("p50", "p90", "p99")}}
 
 
 if __name__ == "__main__":

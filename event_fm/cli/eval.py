@@ -169,8 +169,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     apply_domain(args, private_by_default=True)  # a bad --domain: one line, exit 2
 
+    from event_fm.nodes.engine_builder import default_checkpoint
     from event_fm.nodes.evaluation import evaluate_bag
-    from event_fm.nodes.perception_node import default_checkpoint
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     if not checkpoint.exists():

@@ -1,6 +1,7 @@
 """``event-fm eval``: a recording through the real node graph over DDS, scored against its
 ground truth. The bag is replayed by a publisher node, perception_node processes it exactly as
-on a robot, and a collector node records the outputs and when they arrived."""
+on a robot (in a process of its own, as a launch file runs it), and a collector node records the
+outputs and when they arrived."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from scipy.spatial.transform import Rotation
@@ -36,13 +36,12 @@ from event_fm.evaluation.scoring import (
 )
 from event_fm.io.msg_definitions import EVENT_TYPES
 from event_fm.io.rosbag import BagReader
-from event_fm.nodes import perception_params
-from event_fm.nodes.graph import overrides
-from event_fm.nodes.perception_node import PerceptionNode
+from event_fm.nodes.node_process import PerceptionProcess
 from event_fm.nodes.replay import BagReplayer
 
 NODE = "event_fm_perception"
 DRAIN_LIMIT_S = 60.0
+NODE_START_LIMIT_S = 120.0
 
 
 def _image_array(msg: Image) -> np.ndarray:
@@ -97,6 +96,23 @@ def _refuse_foreign_publishers(player: Node, topic: str) -> None:
                            "stream (pick a free domain with --domain)")
 
 
+def _wait_for_node(perception: PerceptionProcess, replayer: BagReplayer, collector: Node,
+                   inputs: list[str]) -> None:
+    """Until the node (loading its checkpoint and warming up in its own process) reads every
+    input the bag feeds it and its depth reaches the collector."""
+    deadline = time.monotonic() + NODE_START_LIMIT_S
+    depth_topic = f"/{NODE}/depth"
+    while not (all(replayer.publishers[t].get_subscription_count() > 0 for t in inputs
+                   if t in replayer.publishers)
+               and collector.count_publishers(depth_topic) > 0):
+        perception.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"perception_node did not subscribe to {inputs} within "
+                               f"{NODE_START_LIMIT_S:.0f} s:\n{perception.log_tail()}")
+        time.sleep(0.1)
+    time.sleep(0.5)  # let DDS finish matching the writers before the first packet
+
+
 def score_recording(bag_path: Path, checkpoint: str | Path, outputs: Outputs,
                     window_ms: float, device: str, trajectory: str | Path | None = None,
                     teacher: str | Path | None = None) -> tuple[dict, GroundTruth]:
@@ -131,7 +147,10 @@ def score_recording(bag_path: Path, checkpoint: str | Path, outputs: Outputs,
 def evaluate_bag(bag_path: str | Path, checkpoint: str | Path, out_dir: str | Path,
                  rate: float = 1.0, device: str = "auto", window_ms: float = 50.0,
                  checkpoint_note: str = "", trajectory: str | Path | None = None,
-                 teacher: str | Path | None = None) -> dict:
+                 teacher: str | Path | None = None,
+                 node_parameters: dict | None = None) -> dict:
+    """``node_parameters``: perception_node parameters over eval's own (e.g.
+    ``{"inference_process": False}`` to measure the one-process design)."""
     import rclpy
 
     bag_path, out_dir = Path(bag_path), Path(out_dir)
@@ -146,50 +165,51 @@ def evaluate_bag(bag_path: str | Path, checkpoint: str | Path, out_dir: str | Pa
               "image_topic": "/camera/image_raw" if has_images else "",
               "window_mode": "frame" if has_images else "rate",
               "camera_info_topic": "/camera/camera_info" if "/camera/camera_info" in topics
-              else "", "diagnostics_period_s": 0.5, "heads": ["depth", "semantic", "pose"]}
+              else "", "diagnostics_period_s": 0.5, "heads": ["depth", "semantic", "pose"],
+              **(node_parameters or {})}
     outputs = Outputs()
     published: list[tuple[int, float]] = []  # (event packet log time, wall time)
+    node_inputs = [t for t in (events[0], params["image_topic"], params["camera_info_topic"])
+                   if t]
     rclpy.init()
     executor = SingleThreadedExecutor()
-    perception = PerceptionNode(parameter_overrides=overrides(params, perception_params.PARAMS))
     collector = Collector(outputs)
     player = Node("event_fm_eval_player")
     try:
-        for node in (perception, collector, player):
-            executor.add_node(node)
-        for step in (perception.trigger_configure, perception.trigger_activate):
-            if step() != TransitionCallbackReturn.SUCCESS:
-                raise RuntimeError(f"perception_node: {step.__name__} failed; see its log")
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
-        replayer = BagReplayer(player, str(bag_path), rate=rate)
-        replayer.wait_for_subscribers(30.0, [events[0]])
+        with PerceptionProcess(params, out_dir) as perception:
+            for node in (collector, player):
+                executor.add_node(node)
+            spinner = threading.Thread(target=executor.spin, daemon=True)
+            spinner.start()
+            replayer = BagReplayer(player, str(bag_path), rate=rate)
+            _wait_for_node(perception, replayer, collector, node_inputs)
 
-        last_check = [time.monotonic()]
+            last_check = [time.monotonic()]
 
-        def on_publish(topic: str, log_time: int, wall: float) -> None:
-            if topic == events[0]:
-                published.append((log_time, wall))
-            if wall - last_check[0] > 0.5:  # discovery of another job can lag the start
-                last_check[0] = wall
-                _refuse_foreign_publishers(player, events[0])
+            def on_publish(topic: str, log_time: int, wall: float) -> None:
+                if topic == events[0]:
+                    published.append((log_time, wall))
+                if wall - last_check[0] > 0.5:  # discovery of another job can lag the start
+                    last_check[0] = wall
+                    _refuse_foreign_publishers(player, events[0])
+                    perception.check_alive()
 
-        _refuse_foreign_publishers(player, events[0])
-        replayer.play_once(on_publish=on_publish)
-        # drain the last windows: quiet for 3 s, and never longer than the backlog could
-        # take (another publisher would keep outputs coming for ever)
-        collector.last_output = drain_start = time.monotonic()
-        while time.monotonic() - collector.last_output < 3.0:
             _refuse_foreign_publishers(player, events[0])
-            if time.monotonic() - drain_start > DRAIN_LIMIT_S:
-                raise RuntimeError(f"outputs still arriving {DRAIN_LIMIT_S:.0f} s after the "
-                                   "recording ended: another publisher in this domain?")
-            time.sleep(0.1)
-        time.sleep(0.6)  # one more diagnostics period
+            replayer.play_once(on_publish=on_publish)
+            # drain the last windows: quiet for 3 s, and never longer than the backlog could
+            # take (another publisher would keep outputs coming for ever)
+            collector.last_output = drain_start = time.monotonic()
+            while time.monotonic() - collector.last_output < 3.0:
+                _refuse_foreign_publishers(player, events[0])
+                perception.check_alive()
+                if time.monotonic() - drain_start > DRAIN_LIMIT_S:
+                    raise RuntimeError(f"outputs still arriving {DRAIN_LIMIT_S:.0f} s after "
+                                       "the recording ended: another publisher in this domain?")
+                time.sleep(0.1)
+            time.sleep(0.6)  # one more diagnostics period
     finally:
-        perception._running.clear()
         executor.shutdown()
-        for node in (perception, collector, player):
+        for node in (collector, player):
             node.destroy_node()
         rclpy.shutdown()
 

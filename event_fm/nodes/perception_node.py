@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -32,24 +32,24 @@ from event_fm.common.stamps import set_stamp, stamp_to_ns
 from event_fm.io.decoders import warm_up as warm_up_decoders
 from event_fm.io.msg_definitions import LEGACY_ARRAY_TYPES
 from event_fm.io.rosbag import image_to_array
-from event_fm.models.checkpoint import embedded_checkpoint
 from event_fm.nodes.diagnostics import DiagnosticsReporter
+from event_fm.nodes.engine_builder import (
+    EngineBuildError,
+    build_compute_engine,
+    build_engine,
+)
 from event_fm.nodes.graph import TransitionFailed, run_lifecycle_nodes
-from event_fm.nodes.image_msgs import check_image, read_image_file
+from event_fm.nodes.image_msgs import check_image
 from event_fm.nodes.output_topics import OutputTopic, image_topic, pose_messages
 from event_fm.nodes.parameters import declare, read_and_validate, reject_invalid_updates
 from event_fm.nodes.perception_params import HEADS, PARAMS
 from event_fm.nodes.ros_types import install_stop_handlers, message_class, qos_from_name
 from event_fm.pipeline.clock import ClockOffsetEstimator
-from event_fm.pipeline.engine import EngineConfig, PerceptionEngine, WindowResult, resolve_device
+from event_fm.pipeline.compute_process import ComputeProcess, ComputeProcessError
+from event_fm.pipeline.engine import PerceptionEngine, WindowResult, resolve_device
 
 #: stamps within this of ROS now come from a live source on this clock (not a replayed bag)
 LIVE_BASELINE_NS = 10_000_000_000
-
-
-def default_checkpoint() -> Path:
-    """The embedded default model: in the source tree, else in the installed share dir."""
-    return embedded_checkpoint("default")
 
 
 class PerceptionNode(LifecycleNode):
@@ -65,6 +65,7 @@ class PerceptionNode(LifecycleNode):
         self._diagnostics_pub = None
         self._enabled: set[str] = set()  # outputs the model has and ``heads`` allows
         self._worker: threading.Thread | None = None
+        self._compute: ComputeProcess | None = None  # the model's process (inference_process)
         self._running = threading.Event()
         self._diag_timer = None
         self._frame_id = ""
@@ -126,40 +127,28 @@ class PerceptionNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         v = self.values
-        checkpoint = Path(v["checkpoint"]) if v["checkpoint"] else default_checkpoint()
-        config = EngineConfig(window_mode=v["window_mode"], window_ms=v["window_ms"],
-                              window_events=v["window_events"],
-                              output_rate_hz=v["output_rate_hz"],
-                              max_window_age_ms=v["max_window_age_ms"],
-                              buffer_max_events=v["buffer_max_events"],
-                              memory_hold=v["memory_hold"],
-                              memory_hold_min_events=v["memory_hold_min_events"],
-                              device=v["device"], half=v["half"], threads=v["threads"])
         try:
-            self.engine = PerceptionEngine.from_checkpoint(checkpoint, config, v["event_topic"])
-        except Exception as exc:  # noqa: BLE001 - activation fails with the reason, not a crash
-            self.get_logger().error(f"cannot load model from {checkpoint}: {exc}")
+            built = build_engine(v)
+        except EngineBuildError as exc:
+            self.get_logger().error(str(exc))
             return TransitionCallbackReturn.FAILURE
-        if not self._load_matcher():
-            self.engine = None
-            return TransitionCallbackReturn.FAILURE
-        if "reconstruction" in v["heads"] and not self._load_reconstruction():
-            self.engine = None
-            return TransitionCallbackReturn.FAILURE
-        if "forecast" in v["heads"] and not self._load_forecaster():
-            self.engine = None
-            return TransitionCallbackReturn.FAILURE
+        self.engine = built.engine
+        for note in built.notes:
+            self.get_logger().info(note)
+        self._frames_wanted = ("image_pose" in v["heads"]
+                               and v["image_pose_reference"] != "keyframe")
         self._enabled = self._enabled_outputs()
         self.get_logger().info(
-            f"model {checkpoint} on {self.engine.device}; outputs {sorted(self._enabled)}")
+            f"model {built.checkpoint} on {self.engine.device}; outputs {sorted(self._enabled)}")
         warm_up_decoders()  # JIT now, not inside the first packet's callback
         try:
-            seconds = self.engine.warm_up()  # voxel kernels, the model, the matcher
+            seconds = self._start_compute()
         except Exception as exc:  # noqa: BLE001 - activation fails with the reason, not a crash
-            self.get_logger().error(f"warm-up of {checkpoint} failed: {exc}")
+            self.get_logger().error(f"warm-up of {built.checkpoint} failed: {exc}")
             self.engine = None
             return TransitionCallbackReturn.FAILURE
-        self.get_logger().info(f"warmed up in {seconds:.2f} s")
+        where = "in its own process" if self._compute is not None else "in this process"
+        self.get_logger().info(f"warmed up in {seconds:.2f} s ({where})")
         self._reporter = DiagnosticsReporter(self.get_name(), v["max_window_age_ms"])
         self._subscribe()
         self._running.set()
@@ -168,74 +157,23 @@ class PerceptionNode(LifecycleNode):
         self._diag_timer = self.create_timer(v["diagnostics_period_s"], self._publish_diagnostics)
         return super().on_activate(state)
 
-    def _load_matcher(self) -> bool:
-        """The event matcher's pose (and image pose) outputs, per ``pose_source``."""
-        v = self.values
-        image_pose = "image_pose" in v["heads"]
-        if v["pose_source"] == "head" and not image_pose:
-            return True
-        from event_fm.models.event_matcher import load_event_matcher
-        from event_fm.models.xfeat import load_xfeat
-        from event_fm.pipeline.matcher_outputs import matcher_outputs
-
-        path = v["event_matcher_checkpoint"] or None
-        try:
-            matcher = load_event_matcher(path, self.engine.device)
-        except (OSError, ValueError) as exc:
-            if v["pose_source"] == "auto" and not image_pose:
-                self.get_logger().info(f"no event matcher ({exc}); ~/pose uses the model's head")
-                return True
-            self.get_logger().error(f"cannot load the event matcher {path or ''}: {exc}")
-            return False
-        teacher = keyframe = None
-        try:
-            if image_pose:
-                teacher = load_xfeat(self.engine.device)
-                if v["image_pose_reference"] == "keyframe":
-                    keyframe = read_image_file(v["keyframe_image"])
-                elif not v["image_topic"]:
-                    raise ValueError("image_pose relative to the latest frame needs image_topic")
-        except (OSError, ValueError, RuntimeError) as exc:
-            self.get_logger().error(f"image_pose: {exc}")
-            return False
-        outputs = matcher_outputs(matcher, teacher, keyframe, image_pose,
-                                  max_side=v["matcher_max_side"])
-        if v["pose_source"] == "head":  # the matcher serves only image_pose
-            outputs = [o for o in outputs if o.name != "pose"]
-        self.engine.register(*outputs)
-        self._frames_wanted = image_pose and keyframe is None
-        return True
-
-    def _load_reconstruction(self) -> bool:
-        from event_fm.pipeline.reconstruction import ReconstructionOutput, ReconstructionRunner
-
-        path = self.values["reconstruction_checkpoint"] or None
-        try:
-            self.engine.register(ReconstructionOutput(ReconstructionRunner.from_checkpoint(
-                path, self.engine.device, self.engine.half)))
-        except Exception as exc:  # noqa: BLE001 - activation fails with the reason
-            self.get_logger().error(f"cannot load reconstruction generator {path or ''}: {exc}")
-            return False
-        return True
-
-    def _load_forecaster(self) -> bool:
-        from event_fm.nodes.forecast_output import load_live_forecaster
-        from event_fm.pipeline.forecast import forecast_outputs
-
-        try:
-            self.engine.register(*forecast_outputs(load_live_forecaster(self.values,
-                                                                        self.engine.device)))
-        except Exception as exc:  # noqa: BLE001 - activation fails with the reason
-            self.get_logger().error(f"cannot load forecaster "
-                                    f"{self.values['forecast_checkpoint']}: {exc}")
-            return False
-        return True
+    def _start_compute(self) -> float:
+        """Warm every JIT path before subscribing: in a compute process of its own when
+        ``inference_process`` is on (it builds its engine from the same parameters), else
+        here. Returns the warm-up's seconds."""
+        if not self.values["inference_process"]:
+            return self.engine.warm_up()  # voxel kernels, the model, the matcher
+        self._compute = ComputeProcess(partial(build_compute_engine, dict(self.values)))
+        return float(self._compute.start()["warm_up_s"])
 
     def stop_worker(self) -> None:
         self._running.clear()
         if self._worker is not None:
             self._worker.join(timeout=30)
             self._worker = None
+        if self._compute is not None:
+            self._compute.close()
+            self._compute = None
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.stop_worker()
@@ -372,7 +310,7 @@ class PerceptionNode(LifecycleNode):
                 if spec is None:
                     time.sleep(0.002)
                     continue
-                result = engine.process(spec, self._wanted_outputs())
+                result = self._process(engine, spec)
                 t0 = time.perf_counter()
                 self._publish(result)
                 engine.add_latency("publish", time.perf_counter() - t0)
@@ -380,6 +318,28 @@ class PerceptionNode(LifecycleNode):
                 if engine is not None:
                     engine.count("window_errors")
                 self.get_logger().error(f"window failed: {exc}", throttle_duration_sec=5.0)
+
+    def _process(self, engine: PerceptionEngine, spec) -> WindowResult:
+        """One window, here or in the compute process; a compute process that died is
+        restarted (counted) and the window is lost, not the node."""
+        if self._compute is None:
+            return engine.process(spec, self._wanted_outputs())
+        t0 = time.perf_counter()
+        events, t_start = engine.window_events(spec)
+        try:
+            result, stats = self._compute.compute(spec, events, t_start, engine.sensor_size,
+                                                  self._wanted_outputs(), engine.K,
+                                                  engine.latest_frame)
+        except ComputeProcessError:
+            if not self._compute.alive:
+                engine.count("compute_process_restarts")
+                self.get_logger().error("the compute process died; restarting it")
+                self._compute.close()
+                self._compute.start()
+            raise
+        engine.absorb_compute_stats(stats)
+        engine.add_latency("transfer", time.perf_counter() - t0 - result.latency_s["total"])
+        return result
 
     def _publish(self, r: WindowResult) -> None:
         frame = self._frame_id or self.values["frame_id"] or "event_camera"

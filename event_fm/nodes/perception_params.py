@@ -38,6 +38,8 @@ PARAMS = [
     ParamSpec("threads", 1, "CPU threads of the model, voxel grids and OpenCV (torch intra-op, "
               "numba, cv2); 1 keeps the worker from fighting the callbacks for cores", min=1,
               max=256),
+    ParamSpec("inference_process", True, "run the model in a process of its own (the "
+              "callbacks keep this one's GIL; a window inside one process costs ~2x)"),
     ParamSpec("event_topic", "events", "event packets from the driver; relative, so a remap "
               "(events:=/event_camera/events, as the launch file does) points it"),
     ParamSpec("event_msg_type", EVENT_MSG_TYPES[0], "message type of event_topic",

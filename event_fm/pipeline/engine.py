@@ -94,6 +94,7 @@ class PerceptionEngine:
         self._ingest_lock = threading.Lock()  # the decoder: one packet at a time
         self.counters: Counter = Counter()
         self.latency_sum: Counter = Counter()
+        self._remote_stats: dict | None = None  # compute_stats() of a compute process
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, config: EngineConfig | None = None,
@@ -260,18 +261,29 @@ class PerceptionEngine:
         """Compute the ``outputs`` (default: all available) and what they require for one
         window; the model runs once, for the union of their heads. Every output observes the
         window, computed or not."""
+        started = time.perf_counter()
+        events, t_start = self.window_events(spec)
+        width, height = self.sensor_size
+        return self.compute(spec, events, t_start, (width, height), outputs, self.K,
+                            self.latest_frame, started)
+
+    def compute(self, spec: WindowSpec, events: np.ndarray, t_start: int,
+                sensor_size: tuple[int, int], outputs: Iterable[str] | None = None,
+                K: np.ndarray | None = None, frame: tuple[int, np.ndarray] | None = None,
+                started: float | None = None) -> WindowResult:
+        """The model side of :meth:`process` on a window already cut from the buffer, so it can
+        run where the buffer is not (:mod:`event_fm.pipeline.compute_process`)."""
         available = self.available
         wanted = self._with_requirements(available if outputs is None
                                          else set(outputs) & available)
         timings: Counter = Counter()
-        t0 = time.perf_counter()
-        events, t_start = self.window_events(spec)
-        width, height = self.sensor_size
+        t0 = time.perf_counter() if started is None else started
+        width, height = sensor_size
         if not (width and height):
             width = int(events["x"].max()) + 1 if len(events) else 1
             height = int(events["y"].max()) + 1 if len(events) else 1
-        window = Window(spec, events, t_start, width, height, self.device, self.K,
-                        counters=self.counters, frame=self.latest_frame)
+        window = Window(spec, events, t_start, width, height, self.device, K,
+                        counters=self.counters, frame=frame)
         held = False
         for output in self.outputs.values():
             output.observe(window)
@@ -305,6 +317,18 @@ class PerceptionEngine:
         return WindowResult(spec, spec.stamp_ns, len(events), width, height, window.values,
                             held, dict(timings))
 
+    def compute_stats(self) -> dict:
+        """What :meth:`compute` counted, for a process that cuts windows elsewhere
+        (:meth:`absorb_compute_stats` on that side)."""
+        return {"counters": dict(self.counters), "latency_sum": dict(self.latency_sum),
+                "outputs": {k: v for output in self.outputs.values()
+                            for k, v in output.diagnostics().items()}}
+
+    def absorb_compute_stats(self, stats: dict) -> None:
+        """The latest :meth:`compute_stats` of the process that computes this engine's
+        windows: diagnostics show them beside this side's own counters."""
+        self._remote_stats = stats
+
     # -- reporting -----------------------------------------------------------------------
     def count(self, key: str, n: int = 1) -> None:
         """Add to a diagnostics counter (e.g. the caller's ``window_errors``)."""
@@ -315,9 +339,17 @@ class PerceptionEngine:
         self.latency_sum[stage] += seconds
 
     def diagnostics(self) -> dict:
-        """Counters of ingest, buffer, clock, scheduler, outputs and mean latencies per stage."""
+        """Counters of ingest, buffer, clock, scheduler, outputs and mean latencies per stage
+        (with a compute process's counts when one computes the windows)."""
         stats = self.ingest.stats
-        processed = max(1, self.counters["windows_processed"])
+        counters, latency = Counter(self.counters), Counter(self.latency_sum)
+        output_stats = {k: v for output in self.outputs.values()
+                        for k, v in output.diagnostics().items()}
+        if self._remote_stats is not None:
+            counters.update(self._remote_stats["counters"])
+            latency.update(self._remote_stats["latency_sum"])
+            output_stats.update(self._remote_stats["outputs"])
+        processed = max(1, counters["windows_processed"])
         return {
             "events": stats.events, "messages": stats.messages, "seq_gaps": stats.seq_gaps,
             "sensor_resets": stats.sensor_resets, "seq_backwards": stats.seq_backwards,
@@ -329,9 +361,8 @@ class PerceptionEngine:
             "buffer_out_of_order": self.buffer.out_of_order,
             "clock_offset_ns": self.clock.offset_ns, "clock_drift_ppm": self.clock.drift_ppm,
             "clock_resets": self.clock.resets, "frames_dropped": self.scheduler.frames_dropped,
-            **{k: v for output in self.outputs.values()
-               for k, v in output.diagnostics().items()},
-            **dict(self.counters),
-            **{f"latency_{k}_ms": 1e3 * v / processed for k, v in self.latency_sum.items()},
-            **{f"latency_sum_{k}": float(v) for k, v in self.latency_sum.items()},
+            **output_stats,
+            **dict(counters),
+            **{f"latency_{k}_ms": 1e3 * v / processed for k, v in latency.items()},
+            **{f"latency_sum_{k}": float(v) for k, v in latency.items()},
         }
