@@ -34,7 +34,7 @@ clean:
 
 # The main job on the embedded default: node graph + bag replay over DDS + evaluation.
 demo: setup
-	$(RUN) $(PY) -m event_fm.cli.main eval demo/bag --checkpoint models/default --out out/demo --rate 0.25
+	$(RUN) $(PY) -m event_fm.cli.main eval demo/bag --checkpoint models/default --out out/demo
 
 # Regenerate the shipped demo recording (held-out seed, not in any training set).
 demo-bag: setup

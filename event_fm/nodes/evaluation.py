@@ -172,7 +172,7 @@ def evaluate_bag(bag_path: str | Path, checkpoint: str | Path, out_dir: str | Pa
     node_inputs = [t for t in (events[0], params["image_topic"], params["camera_info_topic"])
                    if t]
     rclpy.init()
-    executor = SingleThreadedExecutor()
+    executor = SingleThreadedExecutor()  # spun from a thread: the events executor is not
     collector = Collector(outputs)
     player = Node("event_fm_eval_player")
     try:

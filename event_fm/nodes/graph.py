@@ -58,14 +58,13 @@ def run_lifecycle_nodes(factories: Sequence[Callable[[], Any]], stop: threading.
 
     Raises TransitionFailed for the first node that refuses a transition."""
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.signals import SignalHandlerOptions
 
-    from event_fm.nodes.ros_types import spin_until_stopped
+    from event_fm.nodes.ros_types import make_executor, spin_until_stopped
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    executor = SingleThreadedExecutor()
+    executor = make_executor()
     nodes, active = [], []
     try:
         for factory in factories:
