@@ -25,18 +25,24 @@ def yaml_parameters(path: str | Path | None, node_name: str) -> dict[str, Any]:
     return {}
 
 
-def overrides(values: dict[str, Any], specs: list[ParamSpec]) -> list[Parameter]:
-    """rclpy parameter overrides, typed like the declared defaults (YAML says 1, not 1.0)."""
+def typed_values(values: dict[str, Any], specs: list[ParamSpec]) -> dict[str, Any]:
+    """Values checked against the declared names and typed like the defaults (YAML says 1,
+    not 1.0)."""
     by_name = {s.name: s for s in specs}
-    out = []
+    out = {}
     for name, value in values.items():
         spec = by_name.get(name)
         if spec is None:
             raise ValueError(f"unknown parameter {name!r}")
         if isinstance(spec.default, float) and isinstance(value, int):
             value = float(value)
-        out.append(Parameter(name, value=value))
+        out[name] = value
     return out
+
+
+def overrides(values: dict[str, Any], specs: list[ParamSpec]) -> list[Parameter]:
+    """rclpy parameter overrides, typed like the declared defaults."""
+    return [Parameter(name, value=value) for name, value in typed_values(values, specs).items()]
 
 
 class TransitionFailed(RuntimeError):

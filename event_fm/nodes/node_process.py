@@ -18,23 +18,10 @@ from typing import Any
 import yaml
 
 from event_fm.nodes import perception_params
+from event_fm.nodes.graph import typed_values
 
 NODE_NAME = "event_fm_perception"
 STOP_GRACE_S = 20.0
-
-
-def typed_parameters(values: dict[str, Any]) -> dict[str, Any]:
-    """Checks names against the node's declarations and types numbers like their defaults
-    (a YAML 1 would be an integer where the node declared 1.0)."""
-    specs = {s.name: s for s in perception_params.PARAMS}
-    out = {}
-    for name, value in values.items():
-        if name not in specs:
-            raise ValueError(f"unknown perception_node parameter {name!r}")
-        if isinstance(specs[name].default, float) and isinstance(value, int):
-            value = float(value)
-        out[name] = value
-    return out
 
 
 class NodeProcessError(RuntimeError):
@@ -55,9 +42,9 @@ class PerceptionProcess:
     def __enter__(self) -> PerceptionProcess:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         params_file = self.work_dir / "perception_params.yaml"
-        params_file.write_text(yaml.safe_dump(
-            {NODE_NAME: {"ros__parameters": typed_parameters(self.parameters)}},
-            sort_keys=True))
+        values = typed_values(self.parameters, perception_params.PARAMS)
+        params_file.write_text(yaml.safe_dump({NODE_NAME: {"ros__parameters": values}},
+                                              sort_keys=True))
         cmd = [sys.executable, "-m", "event_fm.nodes.perception_node", "--ros-args",
                "--params-file", str(params_file)]
         with self.log_path.open("w") as log:
