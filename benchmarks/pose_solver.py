@@ -5,21 +5,26 @@ every ground-truth stamp, matches consecutive windows with the shipped event mat
 perception_node's ``pose`` output does (MatcherPoseOutput), and then times every solver on the
 same match sets, one thread:
 
-- ``event_fm``: ``event_fm.models.estimate_relative_pose`` (USAC_ACCURATE, vectorized
-  cheirality, batched Gauss-Newton refinement) -- what the node runs;
+- ``event_fm``: ``event_fm.models.estimate_relative_pose`` (USAC with inner local optimisation,
+  at most 250 hypotheses scored at twice the inlier threshold, vectorized cheirality, batched
+  Gauss-Newton refinement) -- what the node runs;
 - ``opencv_recoverpose``: findEssentialMat (same settings) + cv2.recoverPose per candidate, no
   refinement -- the textbook OpenCV path, the peer the ratio is against;
 - ``poselib``: poselib.estimate_relative_pose (LO-RANSAC + bundle refinement), when installed.
 
 Accuracy is the pose protocol's: error = max(rotation, translation direction), failures count
-as failures; AUC@5/10/20 in %.
+as failures; AUC@5/10/20 in %. ``--scenes`` adds six simulated recordings of 2 s (tabletop,
+corridor, street, room, park; hand-held, forward, pure rotation and pure translation), made
+once under out/bench/pose_scenes, so the solver is timed on denser match sets and every motion.
 
-    scripts/with_env.sh .venv/bin/python benchmarks/pose_solver.py [BAG ...] [--repeats 3]
+    scripts/with_env.sh .venv/bin/python benchmarks/pose_solver.py [BAG ...] [--scenes] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +46,24 @@ from event_fm.pipeline.scheduler import WindowSpec
 from event_fm.representations import voxel_grid
 
 REPO = Path(__file__).resolve().parents[1]
+#: (scene, motion, seed): held-out seeds, away from the training seeds
+SCENES = [("tabletop", "handheld", 101), ("corridor", "handheld", 102),
+          ("street", "forward", 103), ("room", "rotation", 104), ("park", "translation", 105),
+          ("tabletop", "rotation", 106)]
+
+
+def scene_bags(folder: Path) -> list[Path]:
+    """The SCENES recordings, simulated through the CLI where they are missing."""
+    bags = []
+    for scene, motion, seed in tqdm(SCENES, desc="scene recordings", leave=False):
+        bag = folder / f"{scene}_{motion}_{seed}"
+        if not (bag / "metadata.yaml").exists():
+            subprocess.run([sys.executable, "-c", "from event_fm.cli.main import main; raise SystemExit(main())",
+                            "simulate", "--out", str(bag), "--scene", scene, "--motion", motion,
+                            "--seed", str(seed), "--duration", "2", "--quiet", "--overwrite"],
+                           check=True)
+        bags.append(bag)
+    return bags
 
 
 def match_sets(bag: Path, matcher_dir: Path, window_ms: float = 50.0) -> list[dict]:
@@ -129,10 +152,15 @@ def main() -> int:
     parser.add_argument("bags", nargs="*", default=[str(REPO / "demo" / "bag")])
     parser.add_argument("--matcher", default=str(REPO / "models" / "event_matcher"))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scenes", action="store_true",
+                        help="add six simulated recordings of every motion (out/bench/pose_scenes)")
     args = parser.parse_args()
+    bags = [Path(b) for b in args.bags]
+    if args.scenes:
+        bags += scene_bags(REPO / "out" / "bench" / "pose_scenes")
     set_compute_threads(1)
     torch.manual_seed(0)
-    sets = [s for bag in args.bags for s in match_sets(Path(bag), Path(args.matcher))]
+    sets = [s for bag in bags for s in match_sets(bag, Path(args.matcher))]
     solvers = {"event_fm": solve_event_fm, "opencv_recoverpose": solve_opencv}
     try:
         import poselib  # noqa: F401
@@ -141,7 +169,7 @@ def main() -> int:
     except ImportError:
         print("(poselib not installed: its row is left out)")
     sizes = [len(s["k0"]) for s in sets]
-    print(f"{len(sets)} match sets from {len(args.bags)} recording(s); matches per set: median "
+    print(f"{len(sets)} match sets from {len(bags)} recording(s); matches per set: median "
           f"{int(np.median(sizes))}, max {max(sizes)}")
     rows = {}
     for name, solve in solvers.items():
