@@ -17,7 +17,8 @@ as failures; AUC@5/10/20 in %. ``--scenes`` adds six simulated recordings of 2 s
 corridor, street, room, park; hand-held, forward, pure rotation and pure translation), made
 once under out/bench/pose_scenes, so the solver is timed on denser match sets and every motion.
 
-    scripts/with_env.sh .venv/bin/python benchmarks/pose_solver.py [BAG ...] [--scenes] [--repeats 3]
+    scripts/with_env.sh .venv/bin/python benchmarks/pose_solver.py [BAG ...] [--scenes] \
+        [--repeats 3]
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCENES = [("tabletop", "handheld", 101), ("corridor", "handheld", 102),
           ("street", "forward", 103), ("room", "rotation", 104), ("park", "translation", 105),
           ("tabletop", "rotation", 106)]
+CLI = "from event_fm.cli.main import main; raise SystemExit(main())"
 
 
 def scene_bags(folder: Path) -> list[Path]:
@@ -58,7 +60,7 @@ def scene_bags(folder: Path) -> list[Path]:
     for scene, motion, seed in tqdm(SCENES, desc="scene recordings", leave=False):
         bag = folder / f"{scene}_{motion}_{seed}"
         if not (bag / "metadata.yaml").exists():
-            subprocess.run([sys.executable, "-c", "from event_fm.cli.main import main; raise SystemExit(main())",
+            subprocess.run([sys.executable, "-c", CLI,
                             "simulate", "--out", str(bag), "--scene", scene, "--motion", motion,
                             "--seed", str(seed), "--duration", "2", "--quiet", "--overwrite"],
                            check=True)
