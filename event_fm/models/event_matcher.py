@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from event_fm.common.filters import max_filter
+
 from .checkpoint import embedded_checkpoint, register_kind
 from .checkpoint import load as load_checkpoint
 from .event_encoder import normalize_voxels
@@ -146,8 +148,7 @@ class EventMatcher(nn.Module):
         heatmap, scored by heatmap x reliability, descriptors sampled bicubically; only pixels
         inside the sensor (not the padding) and in cells with events."""
         x, h, w = self._padded(voxels)
-        active = F.max_pool2d((x.abs().sum(1, keepdim=True) > 0).float(), 5, stride=1,
-                              padding=2)[:, 0] > 0
+        active = max_filter((x.abs().sum(1, keepdim=True) > 0).float(), 5)[:, 0] > 0
         return sparse_features(*self(x), (h, w), top_k, threshold, nms_size, active)
 
     def train(self, mode: bool = True) -> EventMatcher:

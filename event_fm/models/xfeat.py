@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from event_fm.common.filters import max_filter
+
 from .heads import mutual_nearest_neighbors
 from .pose import RelativePose, estimate_relative_pose
 
@@ -218,7 +220,7 @@ def sparse_features(feats: torch.Tensor, logits: torch.Tensor, reliability: torc
     h, w = size
     feats = F.normalize(feats, dim=1)
     heat = keypoint_heatmap(logits)[:, 0]
-    pooled = F.max_pool2d(heat[:, None], nms_size, stride=1, padding=nms_size // 2)[:, 0]
+    pooled = max_filter(heat, nms_size)
     peaks = (heat == pooled) & (heat > threshold)
     if allowed is not None:
         peaks &= allowed

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from event_fm.common.filters import max_filter
 from event_fm.representations._accumulate import Backend, counts_grid
 from event_fm.representations._inputs import Events
 from event_fm.representations.frame import ALL_TIME
@@ -63,7 +64,7 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     shape = mask.shape
     x = mask.reshape(-1, 1, *shape[-2:]).to(torch.float32)
     for _ in range(radius):
-        x = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+        x = max_filter(x, 3)
     return (x > 0).reshape(shape)
 
 

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from event_fm.common.filters import max_filter
+
 from ..image_encoder import EncoderOutput
 
 __all__ = [
@@ -71,7 +73,7 @@ def detect_keypoints(
     conf = confidence[:, 0]
     if nms_radius > 0:
         k = 2 * nms_radius + 1
-        pooled = F.max_pool2d(conf.unsqueeze(1), k, stride=1, padding=nms_radius).squeeze(1)
+        pooled = max_filter(conf, k)
         conf = torch.where(conf == pooled, conf, torch.zeros_like(conf))
     b, h, w = conf.shape
     flat = conf.reshape(b, -1)
