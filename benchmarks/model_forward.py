@@ -12,7 +12,11 @@ the first forward (ru_maxrss; torch allocations are invisible to tracemalloc); o
 torch.cuda.max_memory_allocated above the weights.
 
     .venv/bin/python benchmarks/model_forward.py [--preset tiny] [--device cpu|cuda]
-        [--repeat 30] [--warmup 5] [--threads N] [--json]
+        [--repeat 30] [--warmup 5] [--threads N] [--onnx] [--json]
+
+``--onnx`` exports the checkpoint (``event-fm export``, to out/bench/model.onnx) and runs the
+model cases and the engine's tiled calls again through ONNX Runtime, the same inputs in the same
+run, with the ratio to PyTorch beside them.
 
 On a shared machine the load average is printed with the figures: read them next to it. With
 other processes busy, torch's default of one thread per core can stall on every op (each waits
@@ -53,6 +57,9 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+ONNX_CASES = ("events_all_heads", "events_depth", "events_encoder_only") + SENSOR_CASES
+
+
 def run_case(name: str, preset: str | None, device: str, repeat: int, warmup: int,
              checkpoint: str) -> dict:
     import torch
@@ -74,6 +81,12 @@ def run_case(name: str, preset: str | None, device: str, repeat: int, warmup: in
         def forward(v, heads):
             return model.forward_events_tiled(v, heads, keep=("depth", "semantic_logits"),
                                               native=True)
+    elif checkpoint.endswith(".onnx"):  # ONNX Runtime computes only the outputs kept
+        x = torch.randn(1, model.config.num_bins, h, w, device=device)
+        wanted = model.output_names(heads)
+
+        def forward(v, heads):
+            return model.forward_events(v, heads, keep=wanted)
     elif source == "events":
         x = torch.randn(1, model.config.num_bins, h, w, device=device)
         forward = model.forward_events
@@ -124,6 +137,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--cases", nargs="*", default=None, choices=list(CASES))
+    parser.add_argument("--onnx", action="store_true",
+                        help="also run the checkpoint exported to ONNX, through ONNX Runtime")
     parser.add_argument("--json", action="store_true", help="print one JSON list")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -144,17 +159,26 @@ def main() -> None:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    runs = [(case, args.checkpoint) for case in args.cases]
+    if args.onnx and not args.preset:
+        onnx_path = REPO / "out" / "bench" / "model.onnx"
+        subprocess.run([sys.executable, "-c", "from event_fm.cli.main import main; "
+                        "raise SystemExit(main())", "export", args.checkpoint, str(onnx_path)],
+                       check=True, env=env, capture_output=True)
+        runs += [(case, str(onnx_path)) for case in args.cases if case in ONNX_CASES]
     results = []
-    for case in args.cases:
+    for case, checkpoint in runs:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", case,
-               "--preset", args.preset or "", "--checkpoint", args.checkpoint,
+               "--preset", args.preset or "", "--checkpoint", checkpoint,
                "--device", args.device,
                "--repeat", str(args.repeat), "--warmup", str(args.warmup)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        result["runtime"] = "onnxruntime" if checkpoint.endswith(".onnx") else "torch"
+        results.append(result)
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -163,11 +187,14 @@ def main() -> None:
     model = f"preset {args.preset}" if args.preset else args.checkpoint
     print(f"{model} on {args.device} ({platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, {threads} torch threads, load average {load})")
-    print(f"{'case':24s} {'input':>16s} {'median ms':>10s} {'min ms':>8s} {'peak MB':>8s}")
+    torch_ms = {r["case"]: r["median_ms"] for r in results if r["runtime"] == "torch"}
+    print(f"{'case':24s} {'runtime':>12s} {'input':>16s} {'median ms':>10s} {'min ms':>8s} "
+          f"{'peak MB':>8s} {'vs torch':>9s}")
     for r in results:
         shape = "x".join(str(s) for s in r["input"])
-        print(f"{r['case']:24s} {shape:>16s} {r['median_ms']:10.1f} {r['min_ms']:8.1f} "
-              f"{r['peak_mb']:8.1f}")
+        ratio = torch_ms[r["case"]] / r["median_ms"] if r["case"] in torch_ms else float("nan")
+        print(f"{r['case']:24s} {r['runtime']:>12s} {shape:>16s} {r['median_ms']:10.1f} "
+              f"{r['min_ms']:8.1f} {r['peak_mb']:8.1f} {ratio:8.2f}x")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("event_fm.cli.eval", "replay a recording through the nodes and score the outputs"),
     "match": ("event_fm.cli.match", "match a camera frame / event window against another "
               "moment of a recording and draw it"),
+    "export": ("event_fm.cli.export", "write a checkpoint as one ONNX graph (run by ONNX "
+               "Runtime wherever a checkpoint goes)"),
     "train": ("training.cli", "training: FAMILY STEP with FAMILY in distill, forecast, gep, "
               "reconstruct"),
 }

@@ -173,14 +173,23 @@ def _read(config_path: Path) -> dict[str, Any]:
     return data
 
 
+def _document(path: str | Path) -> dict[str, Any]:
+    if Path(path).suffix == ".onnx":
+        from .onnx_model import read_onnx_document
+
+        return read_onnx_document(path)
+    return _read(_paths(path)[1])
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """The free-form notes of a checkpoint (directory or .safetensors file), without loading it."""
-    return copy.deepcopy(_read(_paths(path)[1]).get("meta", {}))
+    """The free-form notes of a checkpoint (directory, .safetensors or .onnx file), without
+    loading it."""
+    return copy.deepcopy(_document(path).get("meta", {}))
 
 
 def read_kind(path: str | Path) -> str:
     """The kind a checkpoint declares, without loading it."""
-    return str(_read(_paths(path)[1])["kind"])
+    return str(_document(path)["kind"])
 
 
 def load(path: str | Path, device: str | torch.device | None = None,
@@ -253,7 +262,13 @@ def save_model(model: EventFM, directory: str | Path,
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None) -> EventFM:
-    """An EventFM model from its checkpoint (kind 'event_fm'), eval mode."""
+    """An EventFM model from its checkpoint (kind 'event_fm'), eval mode. A ``.onnx`` file
+    (``event-fm export``) gives the same interface run by ONNX Runtime
+    (:class:`event_fm.models.onnx_model.OnnxEventFM`)."""
+    if Path(path).suffix == ".onnx":
+        from .onnx_model import load_onnx_model
+
+        return load_onnx_model(path, device)  # type: ignore[return-value]
     return load(path, device, expect="event_fm")  # type: ignore[return-value]
 
 
