@@ -87,10 +87,10 @@ def test_engine_runs_the_onnx_checkpoint_like_the_pytorch_one(onnx_path):
         events = make_events(x, y, np.sort(rng.integers(t0, t0 + 50_000_000, n)),
                              rng.integers(0, 2, n))
         spec = WindowSpec(t_end=t0 + 50_000_000, t_start=t0, stamp_ns=1000 + k)
-        for engine, out in zip(engines, results):
+        for engine, out in zip(engines, results, strict=True):
             out.append(engine.compute(spec, events, t0, (width, height),
                                       {"depth", "semantic", "pose"}, K))
-    for here, there in zip(*results):
+    for here, there in zip(*results, strict=True):
         depth = here.get("depth")
         assert depth.shape == (height, width) and np.isfinite(depth).all()
         np.testing.assert_allclose(there.get("depth"), depth, rtol=1e-3, atol=1e-3)

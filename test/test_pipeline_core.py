@@ -291,3 +291,42 @@ def test_compute_threads_are_set_explicitly():
             set_compute_threads(0)
     finally:
         set_compute_threads(before)
+
+
+def test_compute_threads_hold_in_a_fresh_process():
+    """In a new process (the compute process is spawned) numba's pool starts on its first
+    set_num_threads and resets the OpenMP count torch shares: torch read 2 threads after being
+    set to 1. Then one kernel of each runs and the counts still hold."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, torch; from event_fm.common.threads import set_compute_threads;"
+            "print(set_compute_threads(1));"
+            "from event_fm.io import make_events; from event_fm.representations import voxel_grid;"
+            "e = make_events(np.arange(50) % 8, np.arange(50) % 6, np.arange(50), np.ones(50));"
+            "voxel_grid(e, 3, 6, 8, 0, 50, backend='numba');"
+            "torch.ones(64, 64) @ torch.ones(64, 64);"
+            "print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[-1] == "1" and "'torch': 1" in " ".join(out)
+
+
+def test_engine_buffer_keeps_what_a_window_can_still_use():
+    """Rate windows: events reach back max_window_age + window (+20%), no further, and the
+    oldest window still served has all of its events; count windows keep twice the reach."""
+    from event_fm.pipeline.engine import EngineConfig, buffer_age_ns
+
+    cfg = EngineConfig(window_mode="rate", window_ms=50.0, max_window_age_ms=500.0)
+    assert buffer_age_ns(cfg) == 660_000_000
+    assert buffer_age_ns(EngineConfig(window_mode="count")) == 1_100_000_000
+    buf = EventBuffer(max_events=10**9, max_age_ns=buffer_age_ns(cfg))
+    for k in range(2000):  # 2 s of 1 ms packets, 10 events each
+        buf.append(_events(np.sort(k * 1_000_000 + np.arange(10) * 100_000)))
+    newest = buf.t_last
+    assert newest - buf.t_first <= buffer_age_ns(cfg) + 1_000_000  # whole 1 ms packets
+    assert buf.evicted == 20_000 - len(buf) > 0  # counted, not silently lost
+    # the window ending max_window_age before the newest event is complete
+    t_end = newest - 500_000_000
+    window = buf.window(t_end - 50_000_000, t_end)
+    assert len(window) == 500 and window["t"][0] == t_end - 50_000_000

@@ -17,14 +17,17 @@ def set_compute_threads(threads: int) -> dict[str, int]:
     thread that runs kernels (the engine's worker does). Returns what each library now uses."""
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
-    torch.set_num_threads(threads)
-    used = {"torch": torch.get_num_threads()}
+    # numba first: starting its OpenMP-backed pool resets the OpenMP thread count that torch's
+    # intra-op pool shares, so torch set before it read 2 threads again on a fresh process
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    used["numba"] = numba.get_num_threads()
+    used = {"numba": numba.get_num_threads()}
     try:
         import cv2
     except ImportError:  # OpenCV is optional for the core
-        return used
-    cv2.setNumThreads(threads)
-    used["opencv"] = cv2.getNumThreads()
+        cv2 = None
+    if cv2 is not None:
+        cv2.setNumThreads(threads)
+        used["opencv"] = cv2.getNumThreads()
+    torch.set_num_threads(threads)
+    used["torch"] = torch.get_num_threads()
     return used

@@ -208,7 +208,8 @@ class OnnxEventFM:
             return {}
         x = voxels.detach().to("cpu", torch.float32).contiguous().numpy()
         values = self._run(x, names)
-        return {n: torch.from_numpy(v).to(voxels.device) for n, v in zip(names, values)}
+        return {name: torch.from_numpy(value).to(voxels.device)
+                for name, value in zip(names, values, strict=True)}
 
     __call__ = forward_events
 

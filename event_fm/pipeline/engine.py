@@ -49,6 +49,16 @@ class EngineConfig:
     threads: int | None = None  # CPU threads of torch, numba, OpenCV (None: leave them be)
 
 
+def buffer_age_ns(cfg: EngineConfig) -> int:
+    """How far behind the newest event the buffer keeps events. A rate window is used only
+    while its end is within ``max_window_age_ms`` of the newest event, so its events reach back
+    at most that plus its length (+20% for packet granularity): at 20 Mev/s a 2x margin held
+    ~170 MB of events no window could use (issue 19's RSS target). A count window's span depends
+    on the rate, so it keeps twice that."""
+    reach_ms = cfg.max_window_age_ms + cfg.window_ms
+    return int(reach_ms * (1.2 if cfg.window_mode == "rate" else 2.0) * 1e6)
+
+
 @dataclass
 class WindowResult:
     spec: WindowSpec
@@ -80,8 +90,7 @@ class PerceptionEngine:
             set_compute_threads(cfg.threads)
         self.outputs: dict[str, Output] = {}  # registration order: dependencies first
         self.register(*standard_outputs())
-        self.buffer = EventBuffer(cfg.buffer_max_events,
-                                  max_age_ns=int((cfg.max_window_age_ms + cfg.window_ms) * 2e6))
+        self.buffer = EventBuffer(cfg.buffer_max_events, max_age_ns=buffer_age_ns(cfg))
         self.clock = ClockOffsetEstimator()
         self.ingest = StreamIngest(topic, self.buffer, self.clock)
         self.scheduler = WindowScheduler(cfg.window_mode, int(cfg.window_ms * 1e6),
