@@ -23,14 +23,14 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from event_fm.models.checkpoint import _document, load_model
+    from event_fm.models.checkpoint import load_model, read_document
     from event_fm.models.onnx_model import ONNX_OPSET, export_onnx, load_onnx_model
 
     out = Path(args.out)
     if out.suffix != ".onnx":
         raise ValueError(f"{out}: the output must end in .onnx (the suffix selects the runtime)")
     model = load_model(args.checkpoint)
-    export_onnx(model, out, _document(args.checkpoint), args.opset or ONNX_OPSET)
+    export_onnx(model, out, read_document(args.checkpoint), args.opset or ONNX_OPSET)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {args.opset or ONNX_OPSET})")
     if args.no_check:
         return 0

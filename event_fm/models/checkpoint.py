@@ -173,7 +173,9 @@ def _read(config_path: Path) -> dict[str, Any]:
     return data
 
 
-def _document(path: str | Path) -> dict[str, Any]:
+def read_document(path: str | Path) -> dict[str, Any]:
+    """The whole checkpoint document (format_version, kind, config, meta) of a checkpoint
+    directory, .safetensors or .onnx file, without loading the weights."""
     if Path(path).suffix == ".onnx":
         from .onnx_model import read_onnx_document
 
@@ -184,12 +186,12 @@ def _document(path: str | Path) -> dict[str, Any]:
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The free-form notes of a checkpoint (directory, .safetensors or .onnx file), without
     loading it."""
-    return copy.deepcopy(_document(path).get("meta", {}))
+    return copy.deepcopy(read_document(path).get("meta", {}))
 
 
 def read_kind(path: str | Path) -> str:
     """The kind a checkpoint declares, without loading it."""
-    return str(_document(path)["kind"])
+    return str(read_document(path)["kind"])
 
 
 def load(path: str | Path, device: str | torch.device | None = None,
