@@ -50,6 +50,8 @@ setup(
     # requirement that would install a second OpenCV over the ROS one
     extras_require={"aedat": ["aedat>=2.0"], "opencv": ["opencv-python-headless>=4.6"],
                     "dsec": ["hdf5plugin>=4.0"],  # DSEC's Blosc-compressed HDF5 files
+                    # real photographs as simulator textures (event-fm simulate --photo-textures)
+                    "photos": ["scikit-image>=0.21"],
                     # .onnx checkpoints (event-fm export); onnxruntime-gpu for CUDA/TensorRT
                     "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
                     "test": ["pytest", "hypothesis", "ruff"]},

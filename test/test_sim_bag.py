@@ -96,6 +96,7 @@ def test_info_reports_the_simulated_bag(sim_bag, capsys):
     ["--threshold", "-0.2"], ["--threshold", "0"], ["--duration", "0"], ["--duration", "-1"],
     ["--resolution", "64by48"], ["--resolution", "5000x5000"], ["--fps", "abc"],
     ["--resolution", "4096x4096", "--duration", "3000"], ["--noise-rate", "-1"],
+    ["--photo-textures", "1.5"], ["--photo-textures", "-0.1"],
 ])
 def test_bad_parameters_exit_2_with_one_line(bad, tmp_path, capsys):
     out = tmp_path / "never"
@@ -141,3 +142,15 @@ def test_from_video_folder_writes_events_and_images_only(tmp_path):
     with pytest.raises(SystemExit):
         cli_main(["simulate", "--from-video", str(frames), "--out", str(tmp_path / "x"),
                   "--scene", "room"])
+    with pytest.raises(SystemExit):
+        cli_main(["simulate", "--from-video", str(frames), "--out", str(tmp_path / "x"),
+                  "--photo-textures", "0.3"])
+
+
+def test_photo_textures_are_recorded_in_the_bag_metadata(tmp_path):
+    out = tmp_path / "photo_bag"
+    assert cli_main(["simulate", "--out", str(out), "--duration", "0.2", "--photo-textures",
+                     "0.5", *ARGS]) == 0
+    meta = json.loads((out / "sim.json").read_text())
+    assert meta["config"]["photo_textures"] == 0.5
+    assert meta["scene"]["photo_textures"] == 0.5

@@ -50,6 +50,16 @@ def _non_negative(kind: type):
     return parse
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
 def resolution(text: str) -> tuple[int, int]:
     """'WxH' -> (W, H), each 8..4096."""
     parts = text.lower().split("x")
@@ -89,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "/camera/image_clean)")
     src.add_argument("--flow", action="store_true",
                      help="also write forward optical flow ground truth on /gt/flow (32FC2)")
+    src.add_argument("--photo-textures", type=_fraction, default=0.0, metavar="FRACTION",
+                     help="fraction of surfaces showing a real photograph (scikit-image's bundled "
+                          "samples; needs scikit-image), default 0")
     src.add_argument("--exposure-ms", type=_non_negative(float), default=30.0,
                      help="exposure of blurred frames")
     src.add_argument("--light-scale", type=_positive(float), default=0.05,
@@ -125,8 +138,10 @@ def _validate(args: argparse.Namespace) -> None:
     if args.from_video is not None:
         if args.scene is not None:
             _fail("--scene and --from-video exclude each other")
-        if args.degrade is not None or args.flow or args.motion is not None:
-            _fail("--degrade, --flow and --motion need a procedural scene (not --from-video)")
+        if args.degrade is not None or args.flow or args.motion is not None \
+                or args.photo_textures > 0:
+            _fail("--degrade, --flow, --motion and --photo-textures need a procedural scene "
+                  "(not --from-video)")
         return
     w, h = args.resolution or (346, 260)
     frames = round((args.duration or 1.0) * (args.fps or 20.0))
@@ -203,7 +218,7 @@ def _simulate(args: argparse.Namespace, params) -> tuple[dict, float]:
             _fail(str(exc))
     config = SimConfig(kind=args.scene or "street", seed=args.seed, width=w, height=h,
                        duration=args.duration or 1.0, fps=args.fps or 20.0, esim=params,
-                       degrade=degrade, flow=args.flow)
+                       degrade=degrade, flow=args.flow, photo_textures=args.photo_textures)
     scene = None
     if args.motion is not None:  # else the simulator's own scene: the kind's default motion
         scene = generate_scene(config.kind, config.seed, config.duration, motion=args.motion)

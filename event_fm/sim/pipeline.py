@@ -17,8 +17,9 @@ made from the linear luminance of clean renders; frames are sRGB-encoded 8-bit l
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from event_fm.io.events import empty_events
 from event_fm.sim.camera import Intrinsics
 from event_fm.sim.degrade import DegradeParams, degrade, exposure_times, to_uint8
 from event_fm.sim.esim import EsimParams, EventSimulator
+from event_fm.sim.photos import with_photo_textures
 from event_fm.sim.render import Renderer, RenderOutput, luminance
 from event_fm.sim.scene import Scene, generate_scene
 
@@ -44,6 +46,8 @@ class SimConfig:
     max_log_step: float = 0.5
     quantile: float = 0.99
     min_step_s: float = 1e-4
+    #: fraction of surfaces (boxes and ground bands) showing a real photograph (sim.photos)
+    photo_textures: float = 0.0
 
     def __post_init__(self) -> None:
         if self.duration <= 0 or self.fps <= 0:
@@ -52,6 +56,8 @@ class SimConfig:
             raise ValueError("resolution must be positive")
         if self.max_log_step <= 0 or not 0 < self.quantile <= 1:
             raise ValueError("max_log_step must be positive and quantile in (0, 1]")
+        if not 0.0 <= self.photo_textures <= 1.0:
+            raise ValueError(f"photo_textures must be in [0, 1], got {self.photo_textures}")
 
     @property
     def n_frames(self) -> int:
@@ -89,6 +95,8 @@ class SceneSimulator:
     def __init__(self, config: SimConfig, scene: Scene | None = None):
         self.config = config
         self.scene = scene or generate_scene(config.kind, config.seed, config.duration)
+        if config.photo_textures > 0:
+            self.scene = photo_scene(self.scene, config.photo_textures)
         self.intrinsics = Intrinsics.from_fov(config.width, config.height, self.scene.hfov_deg)
         self.renderer = Renderer(self.scene, self.intrinsics)
         self.samples = 0
@@ -152,6 +160,21 @@ class SceneSimulator:
             self.samples += samples
             events = np.concatenate(chunks) if chunks else empty_events()
             yield self._frame(k, out, events, samples)
+
+
+def photo_scene(scene: Scene, fraction: float) -> Scene:
+    """``scene`` with about ``fraction`` of its boxes and ground bands showing photographs,
+    drawn from their own generator: the layout and the motion of the seed stay as they are."""
+    rng = np.random.default_rng([scene.seed, zlib.crc32(scene.kind.encode()), 11])
+    box_tex, box_params = with_photo_textures(scene.box_tex, scene.box_params,
+                                              2.0 * scene.box_geo[:, 3:6].max(axis=1), fraction,
+                                              rng)
+    ground_tex, ground_params = with_photo_textures(scene.ground_tex, scene.ground_params,
+                                                    np.full(len(scene.ground_tex), 4.0),
+                                                    fraction, rng)
+    extra = {**scene.extra, "photo_textures": float(fraction)}
+    return replace(scene, box_tex=box_tex, box_params=box_params, ground_tex=ground_tex,
+                   ground_params=ground_params, extra=extra)
 
 
 def simulate_scene(config: SimConfig) -> Iterator[SimFrame]:

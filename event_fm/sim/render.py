@@ -24,6 +24,7 @@ import numba as nb
 import numpy as np
 
 from event_fm.sim.camera import Intrinsics
+from event_fm.sim.photos import empty_atlas, photo_atlas, uses_photos
 from event_fm.sim.scene import Scene
 from event_fm.sim.textures import shade_texture, sky_color
 
@@ -65,7 +66,7 @@ def _slab(o, d, h, tn, tf, an, af, axis):
 
 @nb.njit(parallel=True, cache=True)
 def _cast(o, R, fx, fy, cx, cy, geo, bbox, zmin, btex, bparams, bcls, ground_on, gedges, gcls, gtex,
-          gparams, sky_on, sky, sun, ambient, diffuse, rgb, depth, sem, obj):
+          gparams, sky_on, sky, sun, ambient, diffuse, photos, rgb, depth, sem, obj):
     height, width = depth.shape
     nbox = geo.shape[0]
     for v in nb.prange(height):
@@ -146,7 +147,7 @@ def _cast(o, R, fx, fy, cx, cy, geo, bbox, zmin, btex, bparams, bcls, ground_on,
                 tex, prow, pars, label = btex[hit], hit, bparams, bcls[hit]
             cos_view = abs(nx * dx + ny * dy + nz * dz) / dnorm
             footprint = best * dnorm / fx / max(cos_view, 0.05)
-            r, g, b = shade_texture(tex, pars, prow, tu, tv, footprint)
+            r, g, b = shade_texture(tex, pars, prow, tu, tv, footprint, photos)
             light = ambient + diffuse * max(0.0, nx * sun[0] + ny * sun[1] + nz * sun[2])
             rgb[v, u, 0] = min(max(r * light, 0.0), 1.0)
             rgb[v, u, 1] = min(max(g * light, 0.0), 1.0)
@@ -165,6 +166,8 @@ class Renderer:
         geo = scene.box_geo
         self._half = geo[:, 3:6]
         self._cos, self._sin = np.cos(geo[:, 6]), np.sin(geo[:, 6])
+        shown = uses_photos(scene.box_tex) or uses_photos(scene.ground_tex)
+        self._photos = photo_atlas() if shown else empty_atlas()
 
     def box_centers(self, t: float) -> np.ndarray:
         return self.scene.box_geo[:, :3] + self.scene.box_vel * t
@@ -221,7 +224,7 @@ class Renderer:
               np.ascontiguousarray(scene.box_params[idx]), scene.box_class[idx], True,
               scene.ground_edges, scene.ground_class, scene.ground_tex, scene.ground_params,
               scene.sky is not None, sky, scene.sun, scene.ambient, scene.diffuse,
-              rgb, depth, sem, obj)
+              self._photos, rgb, depth, sem, obj)
         hit = obj >= 0
         obj[hit] = idx[obj[hit]]  # candidate index -> scene box index
         return RenderOutput(t, T_wc, rgb, depth, sem, obj)

@@ -9,6 +9,8 @@ than the footprint to their mean (noise octaves) or integrates them over it (lin
 A texture is an id plus a parameter row ``[r1, g1, b1, r2, g2, b2, scale, seed, extra1,
 extra2]``: two albedo colours (linear RGB in [0, 1]), a size multiplier, a noise seed and two
 texture-specific values. ``(u, v)`` are metric surface coordinates, v pointing up on walls.
+``PHOTO`` samples a real photograph of :mod:`event_fm.sim.photos` (row: gain, -, tile size in
+metres, -, photograph index) from the mip-chain atlas every shading call receives.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import numba as nb
 import numpy as np
 
 FLAT, ASPHALT, PAVING, BRICK, FACADE, FOLIAGE, BARK, METAL, CAR, CLOTH, SIGN, CHECKER, FENCE, \
-    GRASS = range(14)
+    GRASS, PHOTO = range(15)
 TEXTURE_NAMES = ("flat", "asphalt", "paving", "brick", "facade", "foliage", "bark", "metal",
-                 "car", "cloth", "sign", "checker", "fence", "grass")
+                 "car", "cloth", "sign", "checker", "fence", "grass", "photo")
 N_PARAMS = 10
 
 
@@ -104,14 +106,77 @@ def _mix(P, row, a):
             P[row, 2] + (P[row, 5] - P[row, 2]) * a)
 
 
+@nb.njit(cache=True, inline="always")
+def _mirror(i, n):
+    """Texel index ``i`` of a tile of ``n`` repeated mirrored (seamless)."""
+    m = i % (2 * n)
+    return m if m < n else 2 * n - 1 - m
+
+
 @nb.njit(cache=True)
-def shade_texture(tex, P, row, u, v, fp):
-    """Albedo (r, g, b) of texture ``tex`` with parameter row ``P[row]`` at (u, v).
+def _photo_level(atlas, k, level, size, x, y):
+    """Bilinear sample of mip ``level`` of photograph ``k`` at finest-level texel (x, y)."""
+    offset = 0
+    n = size
+    for _ in range(level):
+        offset += n * n
+        n = max(n // 2, 1)
+    scale = float(size) / n
+    fx = x / scale - 0.5
+    fy = y / scale - 0.5
+    x0, y0 = math.floor(fx), math.floor(fy)
+    ax, ay = fx - x0, fy - y0
+    ix0, ix1 = _mirror(np.int64(x0), n), _mirror(np.int64(x0) + 1, n)
+    iy0, iy1 = _mirror(np.int64(y0), n), _mirror(np.int64(y0) + 1, n)
+    i00, i01 = offset + iy0 * n + ix0, offset + iy0 * n + ix1
+    i10, i11 = offset + iy1 * n + ix0, offset + iy1 * n + ix1
+    w00, w01, w10, w11 = (1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay
+    r = (atlas[k, i00, 0] * w00 + atlas[k, i01, 0] * w01 + atlas[k, i10, 0] * w10
+         + atlas[k, i11, 0] * w11)
+    g = (atlas[k, i00, 1] * w00 + atlas[k, i01, 1] * w01 + atlas[k, i10, 1] * w10
+         + atlas[k, i11, 1] * w11)
+    b = (atlas[k, i00, 2] * w00 + atlas[k, i01, 2] * w01 + atlas[k, i10, 2] * w10
+         + atlas[k, i11, 2] * w11)
+    return r, g, b
+
+
+@nb.njit(cache=True)
+def sample_photo(atlas, k, u, v, tile, fp):
+    """Radiance of photograph ``k`` tiled every ``tile`` metres at (u, v), averaged over a
+    footprint of ``fp`` metres (trilinear between the two mip levels around it)."""
+    texels = atlas.shape[1]
+    size = 1
+    while (4 * size * size - 1) // 3 < texels:  # the chain of an S x S image has (4S^2 - 1)/3
+        size *= 2
+    if k < 0 or k >= atlas.shape[0] or size == 1:
+        return 0.5, 0.5, 0.5  # no atlas given: the photograph's mean, roughly
+    x = u / tile * size
+    y = -v / tile * size  # v points up, image rows down
+    lod = math.log2(max(fp / tile * size, 1.0))
+    top = math.log2(size)
+    lod = min(lod, top)
+    l0 = int(math.floor(lod))
+    a = lod - l0
+    r, g, b = _photo_level(atlas, k, l0, size, x, y)
+    if a > 0.0 and l0 + 1 <= top:
+        r1, g1, b1 = _photo_level(atlas, k, l0 + 1, size, x, y)
+        r, g, b = r + (r1 - r) * a, g + (g1 - g) * a, b + (b1 - b) * a
+    return r, g, b
+
+
+@nb.njit(cache=True)
+def shade_texture(tex, P, row, u, v, fp, photos):
+    """Albedo (r, g, b) of texture ``tex`` with parameter row ``P[row]`` at (u, v); ``photos``
+    is the atlas of :func:`event_fm.sim.photos.photo_atlas` (or a 1-texel stand-in when the
+    scene shows none).
 
     Rows are indexed rather than sliced: a slice per pixel costs reference counting that
     threads contend on."""
     s = P[row, 6]
     seed = np.int64(P[row, 7])
+    if tex == PHOTO:
+        r, g, b = sample_photo(photos, np.int64(P[row, 8]), u, v, s, fp)
+        return r * P[row, 0], g * P[row, 1], b * P[row, 2]
     if tex == ASPHALT:
         n = fbm(u, v, 3.0 / s, 5, fp, seed)
         k = 0.55 + 0.9 * n
