@@ -139,6 +139,19 @@ def load_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _shared_state(path: Path, rank: int, world: int) -> dict | None:
+    """The saved training state as rank 0 reads it, sent to every rank.
+
+    Only rank 0 writes checkpoints, and on several nodes only its disk may hold them; the
+    other ranks take its copy, so a resume works whatever the world size was or is now (the
+    global batch, not the per-rank one, fixes the data order)."""
+    if world == 1:
+        return load_state(path) if path.exists() else None
+    box = [load_state(path) if rank == 0 and path.exists() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 # -- the loop -------------------------------------------------------------------------------------
 @dataclass
 class RunResult:
@@ -209,15 +222,17 @@ def run(task: Task, cfg: RunConfig, stop_after: int | None = None,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_lr(s, cfg))
     start = 0
     state_path = out / STATE_FILE
-    if state_path.exists():
-        state = load_state(state_path)
+    state = _shared_state(state_path, rank, world)
+    if state is not None:
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["step"])
-        _set_rng_state(state["rng"])
         if rank == 0:
-            log.info("resumed from step %d (%s)", start, state_path)
+            _set_rng_state(state["rng"])
+            log.info("resumed from step %d (%s, %d process(es))", start, state_path, world)
+        else:  # rank 0's generator state is rank 0's; the others draw their own from the step
+            seed_everything(cfg.seed + rank + 1_000_003 * start)
     if world > 1:
         model_ddp = torch.nn.parallel.DistributedDataParallel(
             module, device_ids=[device.index] if device.type == "cuda" else None)
