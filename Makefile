@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 RUN := EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/with_env.sh
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint bench lock clean demo demo-bag train-smoke train-default reproduction test-floor
+.PHONY: setup test test-full lint bench lock clean demo demo-bag train-smoke train-default reproduction test-floor
 SIM := data/generated/default_sim
 
 setup:
@@ -12,6 +12,11 @@ setup:
 
 test: setup
 	$(RUN) $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The full-size path (issue 21): DUNE ViT-B/14 and DINOv2 ViT-S/14 at 448 px with random weights
+# in the official layouts, distilled, exported, run in perception_node, tiled (~10 min on 2 cores).
+test-full: setup
+	$(RUN) $(PY) -m pytest -q -m full_size test/test_full_size.py $(PYTEST_ARGS)
 
 test-floor: setup  # the core's tests under numpy 1.26 (Ubuntu 24.04's apt numpy)
 	scripts/test_numpy_floor.sh

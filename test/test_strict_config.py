@@ -154,11 +154,12 @@ def distill_family_checks(config: dict) -> None:
     from event_fm.models import EventFMConfig
     from training.runner import RunConfig, split_run_config
     from training.stages import distill, supervised
-    from training.stages.common import AUGMENT_DEFAULTS
+    from training.stages.common import AUGMENT_DEFAULTS, MODEL_FILE_KEYS
     from training.stages.steps import FAMILY, merge
 
     check_keys(config, FAMILY.sections)
-    EventFMConfig.from_dict(config.get("model", {}))
+    EventFMConfig.from_dict({k: v for k, v in config.get("model", {}).items()
+                             if k not in MODEL_FILE_KEYS})
     RunConfig.from_dict(config.get("run"))
     for stage in ("teacher", "heads", "scratch"):
         split_run_config(config.get(stage) or {}, "x", own=supervised.SECTION_KEYS, path=stage)
@@ -212,7 +213,7 @@ def reconstruct_family_checks(config: dict) -> None:
 
 CHECKS = {"default": distill_family_checks, "smoke": distill_family_checks,
           "demo_smoke": distill_family_checks, "matcher": distill_family_checks,
-          "varied": distill_family_checks,
+          "varied": distill_family_checks, "full_size": distill_family_checks,
           "forecast": forecast_family_checks,
           "gep": gep_family_checks, "reconstruct": reconstruct_family_checks}
 

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trajectory", default=None,
                         help="TUM-format camera poses (t tx ty tz qx qy qz qw, header clock) to "
                              "score pose on a recording without /gt/pose")
+    parser.add_argument("--matcher", default=None,
+                        help="event matcher checkpoint for pose (default: the shipped "
+                             "models/event_matcher)")
     parser.add_argument("--teacher", default=None,
                         help="checkpoint with an RGB branch: its depth and classes on the "
                              "camera frames are the reference where there are no labels")
@@ -150,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.bag).exists():
         print(f"event-fm eval: no such bag: {args.bag}", file=sys.stderr)
         return 1
-    for flag, path in (("--trajectory", args.trajectory), ("--teacher", args.teacher)):
+    for flag, path in (("--trajectory", args.trajectory), ("--teacher", args.teacher),
+                       ("--matcher", args.matcher)):
         if path is not None and not Path(path).exists():
             print(f"event-fm eval: {flag}: no such file: {path}", file=sys.stderr)
             return 1
@@ -176,10 +180,12 @@ def run(args: argparse.Namespace) -> int:
     if not checkpoint.exists():
         print(f"event-fm eval: checkpoint not found: {checkpoint}", file=sys.stderr)
         return 1
+    node_parameters = ({"event_matcher_checkpoint": str(args.matcher)} if args.matcher
+                       else None)
     try:
         report = evaluate_bag(args.bag, checkpoint, args.out, args.rate, args.device,
                               args.window_ms, checkpoint_note(checkpoint), args.trajectory,
-                              args.teacher)
+                              args.teacher, node_parameters=node_parameters)
     except (RuntimeError, ValueError) as exc:
         print(f"event-fm eval: {exc}", file=sys.stderr)
         return 1

@@ -37,7 +37,8 @@ def engine_config(values: dict) -> EngineConfig:
                         max_window_age_ms=v["max_window_age_ms"],
                         buffer_max_events=v["buffer_max_events"], memory_hold=v["memory_hold"],
                         memory_hold_min_events=v["memory_hold_min_events"],
-                        device=v["device"], half=v["half"], threads=v["threads"])
+                        device=v["device"], half=v["half"], threads=v["threads"],
+                        tile_size=tuple(v["tile_size"]) if all(v["tile_size"]) else None)
 
 
 def build_engine(values: dict) -> BuiltEngine:

@@ -48,11 +48,17 @@ class ParamSpec:
             bad = [v for v in items if v not in self.choices]
             if bad:
                 return f"{self.name}: {bad} not in {list(self.choices)}"
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if self.min is not None and value < self.min:
-                return f"{self.name}: {value} < minimum {self.min}"
-            if self.max is not None and value > self.max:
-                return f"{self.name}: {value} > maximum {self.max}"
+        if isinstance(self.default, list | tuple) and self.default and \
+                isinstance(self.default[0], int) and isinstance(value, list | tuple):
+            if len(value) != len(self.default):  # a fixed-size integer array (e.g. a tile size)
+                return f"{self.name}: expected {len(self.default)} values, got {list(value)}"
+        items = value if isinstance(value, list | tuple) else [value]
+        for item in items:
+            if isinstance(item, int | float) and not isinstance(item, bool):
+                if self.min is not None and item < self.min:
+                    return f"{self.name}: {item} < minimum {self.min}"
+                if self.max is not None and item > self.max:
+                    return f"{self.name}: {item} > maximum {self.max}"
         return None
 
 

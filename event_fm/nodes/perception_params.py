@@ -34,6 +34,9 @@ PARAMS = [
               "image_pose_reference is 'keyframe'; it takes the event camera's intrinsics, "
               "scaled to its size"),
     ParamSpec("device", "auto", "auto, cpu or cuda:N (auto: CUDA when available)"),
+    ParamSpec("tile_size", [0, 0], "model tiles in sensor pixels [height, width]: [0, 0] tiles "
+              "by the model's aspect ratio (as large as fit); e.g. [448, 448] for REALM's corner "
+              "tiles of a 448 px model on 480x640 (four) or 720x1280 (six)", min=0, max=8192),
     ParamSpec("half", False, "run the model in half precision (CUDA only)"),
     ParamSpec("threads", 1, "CPU threads of the model, voxel grids and OpenCV (torch intra-op, "
               "numba, cv2); 1 keeps the worker from fighting the callbacks for cores", min=1,

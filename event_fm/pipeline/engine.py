@@ -47,6 +47,8 @@ class EngineConfig:
     device: str = "auto"
     half: bool = False
     threads: int | None = None  # CPU threads of torch, numba, OpenCV (None: leave them be)
+    #: model tiles in sensor pixels (H, W); None: by the model's aspect ratio (plan_tiles)
+    tile_size: tuple[int, int] | None = None
 
 
 def buffer_age_ns(cfg: EngineConfig) -> int:
@@ -252,6 +254,7 @@ class PerceptionEngine:
         with torch.inference_mode():
             x = voxels[None].half() if self.half else voxels[None]
             self.model.forward_events_tiled(x, heads=tuple(self.model.heads),
+                                            tile_size=self.config.tile_size,
                                             keep=self._stitched_keys(self.available),
                                             native=True)
         for output in self.outputs.values():
@@ -309,7 +312,8 @@ class PerceptionEngine:
                 x = voxels[None].half() if self.half else voxels[None]
                 # at the model's own resolution: outputs resize only what they publish
                 window.heads = self.model.forward_events_tiled(
-                    x, heads=heads, keep=self._stitched_keys(wanted), native=True)
+                    x, heads=heads, tile_size=self.config.tile_size,
+                    keep=self._stitched_keys(wanted), native=True)
                 if self.hold is not None:
                     window.heads = self.hold(window.heads, len(events))
                     held = bool(self.hold.held.any())

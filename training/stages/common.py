@@ -148,15 +148,38 @@ def load_dataset(root: str, split: str) -> ShardDataset:
     return ShardDataset(root, split)
 
 
+#: keys of a config's ``model`` section that are not EventFMConfig fields
+MODEL_FILE_KEYS = ("weights",)
+
+
+def model_config(model_cfg: dict) -> tuple[EventFMConfig, Path | None]:
+    """The model section as (EventFMConfig, foundation-model weights file or None).
+
+    ``model.weights`` is the user's own DINOv2/DINOv3/DUNE file in its official layout (or
+    timm's); it initialises both the frozen teacher and the event student's transformer."""
+    section = dict(model_cfg)
+    weights = section.pop("weights", None)
+    config = EventFMConfig.from_dict(section)
+    if weights is None:
+        return config, None
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"model.weights: foundation-model weights not found: {path}")
+    config.extra = {**config.extra, "backbone_weights": path.name}
+    return config, path
+
+
 def build_model(model_cfg: dict, init: str | None = None) -> EventFM:
-    """A fresh model from config, or the previous stage's checkpoint."""
+    """A fresh model from config (with ``model.weights``: from the foundation model), or the
+    previous stage's checkpoint."""
     if init:
         path = Path(init)
         if not path.exists():
             raise FileNotFoundError(f"previous stage checkpoint not found: {path}")
         model = load_model(path)
         return model
-    return EventFM(EventFMConfig.from_dict(dict(model_cfg)))
+    config, weights = model_config(model_cfg)
+    return EventFM(config, backbone_weights=weights)
 
 
 def copy_teacher_into_student(model: EventFM) -> int:
