@@ -46,6 +46,8 @@ def _worker_distill(args) -> dict:
     from training.stages.steps import run_stage
 
     set_compute_threads(args.threads)
+    OUT.mkdir(parents=True, exist_ok=True)
+    _shards()
     weights = OUT / f"{args.preset}.safetensors"
     if not weights.exists():
         save_file(create_backbone(args.preset).vit.state_dict(), str(weights))
@@ -120,7 +122,7 @@ def _spawn(*extra: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _shards(threads: int) -> None:
+def _shards() -> None:
     if (OUT / "data").exists():
         return
     sim = OUT / "sim"
@@ -152,7 +154,7 @@ def main() -> int:
         print(json.dumps(fn(args)))
         return 0
     OUT.mkdir(parents=True, exist_ok=True)
-    _shards(args.threads)
+    _shards()
     common = ["--device", args.device, "--threads", str(args.threads), "--repeat",
               str(args.repeat)]
     jobs = []
