@@ -223,6 +223,10 @@ def test_replay_rejects_a_topic_the_bag_lacks():
     ("event_fm_perception:\n  ros__parameters:\n    event_qos: fast\n", "event_qos"),
     ("event_fm_perception:\n  ros__parameters:\n    output_rate_hz: often\n", "not a number"),
     ("- just\n- a list\n", "not a ROS 2 parameter file"),
+    ("event_fm_perception:\n  ros__parameters:\n    tile_size: [448]\n",
+     "tile_size: expected 2 values, got [448]"),
+    ("event_fm_perception:\n  ros__parameters:\n    tile_size: [448, -1]\n",
+     "tile_size: -1 < minimum 0"),
 ])
 def test_run_rejects_bad_params(tmp_path, text, needle):
     pytest.importorskip("rclpy")
