@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from event_fm.common.devices import resolve_device as parse_device
+from event_fm.representations._records import record_block, upload_records
 
 #: The union of the accepted forms (see the module docstring).
 Events = Union[np.ndarray, Mapping[str, Any], torch.Tensor]  # noqa: UP007 (runtime alias)
@@ -133,6 +134,10 @@ def to_torch(cols: Columns, device: torch.device) -> Columns:
     int16 bit pattern (half the bytes of int32; torch's uint16 support is partial) and are
     widened there.
     """
+    if device.type == "cuda":  # fields of one record array: one pinned upload, split there
+        block = record_block(cols)
+        if block is not None:
+            return Columns(*upload_records(*block, device))
     x, y = (_coordinate(c, device) for c in (cols.x, cols.y))
     return Columns(x, y, _time(cols.t, device), _polarity(_upload(cols.p, device)))
 
