@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "moment of a recording and draw it"),
     "export": ("event_fm.cli.export", "write a checkpoint as one ONNX graph (run by ONNX "
                "Runtime wherever a checkpoint goes)"),
+    "import": ("event_fm.cli.import_checkpoint", "a peer's released checkpoint (REALM, GEP) as "
+               "an event_fm checkpoint, loaded strictly"),
     "train": ("training.cli", "training: FAMILY STEP with FAMILY in distill, forecast, gep, "
               "reconstruct"),
 }

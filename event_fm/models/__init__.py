@@ -24,11 +24,15 @@ from .heads import (
 )
 from .image_encoder import EncoderOutput, ImageEncoder, tokens_to_map
 from .inference import MemoryHold, active_pixels, plan_tiles, tiled_forward
+from .layouts import LayoutError, load_gep_student, load_realm_checkpoint
 from .model import HEADS, EventFM, EventFMConfig
 from .pose import RelativePose, estimate_relative_pose, rotation_error_deg
 from .remap import load_backbone_weights, read_state_dict, remap_state_dict
 
 __all__ = [
+    "LayoutError",
+    "load_gep_student",
+    "load_realm_checkpoint",
     "DSEC_CLASSES",
     "HEADS",
     "PRESETS",

@@ -18,9 +18,13 @@ from .backbones import Backbone
 from .image_encoder import EncoderOutput, split_tokens
 from .lora import add_lora, has_lora, merge_lora_layers
 
-__all__ = ["EventEncoder", "ResidualDownBlock", "VoxelEmbedder", "normalize_voxels"]
+__all__ = ["EventEncoder", "PatchEmbedder", "ResidualDownBlock", "VoxelEmbedder",
+           "normalize_voxels"]
 
 VOXEL_NORMS = ("none", "nonzero")
+#: 'voxel': the convolutional VoxelEmbedder (REALM); 'patch': one strided conv per ViT patch over
+#: the input channels (a plain ViT patch embedding, as GEP's stage-1 student).
+EMBEDDERS = ("voxel", "patch")
 
 
 def normalize_voxels(
@@ -71,17 +75,24 @@ class VoxelEmbedder(nn.Module):
     7x7 stride-2 stem, three stride-2 residual stages (overall stride 16), a 1x1 projection to the
     ViT width with BatchNorm + GELU, then adaptive average pooling onto the token grid (which also
     bridges stride 16 to patch-14 grids). With REALM's widths (64, 128, 256, 512) and width 768
-    this has 5,232,832 parameters, as reported in the paper.
+    this has 5,232,832 parameters, as reported in the paper. ``stem_stride`` 1 keeps the stem at
+    full resolution (overall stride 8), as REALM's released embedder does.
     """
 
     def __init__(
-        self, in_chans: int, embed_dim: int, widths: Sequence[int] = (64, 128, 256, 512)
+        self,
+        in_chans: int,
+        embed_dim: int,
+        widths: Sequence[int] = (64, 128, 256, 512),
+        stem_stride: int = 2,
     ) -> None:
         super().__init__()
         if len(widths) != 4:
             raise ValueError("widths: one for the stem and one for each of three stages")
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride}")
         self.stem = nn.Sequential(
-            nn.Conv2d(in_chans, widths[0], 7, stride=2, padding=3, bias=False),
+            nn.Conv2d(in_chans, widths[0], 7, stride=stem_stride, padding=3, bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
         )
@@ -94,6 +105,24 @@ class VoxelEmbedder(nn.Module):
 
     def forward(self, voxels: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
         x = self.proj(self.stages(self.stem(voxels)))
+        if tuple(x.shape[-2:]) != tuple(grid_size):
+            x = F.adaptive_avg_pool2d(x, grid_size)
+        return x
+
+
+class PatchEmbedder(nn.Module):
+    """A ViT patch embedding over the event channels: (B, bins, H, W) -> (B, C, H/p, W/p).
+
+    One strided convolution per patch, the RGB patch embedding with ``in_chans`` inputs (GEP's
+    stage-1 student, 20 channels). Its grid is the ViT's token grid for any input size.
+    """
+
+    def __init__(self, in_chans: int, embed_dim: int, patch_size: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size)
+
+    def forward(self, voxels: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
+        x = self.proj(voxels)
         if tuple(x.shape[-2:]) != tuple(grid_size):
             x = F.adaptive_avg_pool2d(x, grid_size)
         return x
@@ -118,15 +147,22 @@ class EventEncoder(nn.Module):
         lora_dropout: float = 0.1,
         full_finetune: bool = False,
         voxel_norm: str = "nonzero",
+        embedder: str = "voxel",
+        stem_stride: int = 2,
     ) -> None:
         super().__init__()
         if voxel_norm not in VOXEL_NORMS:
             raise ValueError(f"unknown voxel normalization {voxel_norm!r}; use {VOXEL_NORMS}")
+        if embedder not in EMBEDDERS:
+            raise ValueError(f"unknown embedder {embedder!r}; use one of {EMBEDDERS}")
         self.num_bins = num_bins
         self.voxel_norm = voxel_norm
         self.full_finetune = full_finetune
-        widths = tuple(embedder_widths or backbone.preset.embedder_widths)
-        self.embedder = VoxelEmbedder(num_bins, backbone.embed_dim, widths)
+        if embedder == "patch":
+            self.embedder = PatchEmbedder(num_bins, backbone.embed_dim, backbone.patch_size)
+        else:
+            widths = tuple(embedder_widths or backbone.preset.embedder_widths)
+            self.embedder = VoxelEmbedder(num_bins, backbone.embed_dim, widths, stem_stride)
         backbone.vit.patch_embed.proj = nn.Identity()  # replaced by the embedder
         self.backbone = backbone
         if lora_rank > 0 and not full_finetune:

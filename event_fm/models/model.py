@@ -39,12 +39,17 @@ class EventFMConfig:
     heads: tuple[str, ...] = HEADS
     class_names: tuple[str, ...] = DSEC_CLASSES
     seg_batch_norm: bool = True
+    seg_projector_dim: int = 0  # >0: DUNE transformer projector to this width before the probe
+    seg_projector_blocks: int = 1
     depth_range: tuple[float, float] = (1.0, 81.0)
     depth_bins: int = 256
     depth_logit_stride: int = 1  # >1: depth distribution on a coarser grid (cheaper on CPU)
+    depth_logit_upsample: int = 0  # >0: distribution at this multiple of the patch grid (REALM 4)
     descriptor_dim: int = 128
     matching_stride: int = 8
     embedder_widths: tuple[int, ...] | None = None  # None: the preset's widths
+    embedder: str = "voxel"  # 'voxel' (VoxelEmbedder) or 'patch' (ViT patch conv, GEP stage 1)
+    embedder_stem_stride: int = 2  # VoxelEmbedder stem stride (REALM's release: 1)
     voxel_norm: str = "nonzero"
     image_mean: tuple[float, float, float] = tuple(IMAGENET_DEFAULT_MEAN)
     image_std: tuple[float, float, float] = tuple(IMAGENET_DEFAULT_STD)
@@ -108,16 +113,20 @@ class EventFM(nn.Module):
             lora_dropout=config.lora_dropout,
             full_finetune=config.full_finetune,
             voxel_norm=config.voxel_norm,
+            embedder=config.embedder,
+            stem_stride=config.embedder_stem_stride,
         )
         dim = backbone.embed_dim
         self.heads = nn.ModuleDict()
         if "depth" in config.heads:
             self.heads["depth"] = DepthHead(
-                dim, config.depth_bins, *config.depth_range, config.depth_logit_stride
+                dim, config.depth_bins, *config.depth_range, config.depth_logit_stride,
+                config.depth_logit_upsample,
             )
         if "segmentation" in config.heads:
             self.heads["segmentation"] = SegmentationHead(
-                dim, config.class_names, config.seg_batch_norm
+                dim, config.class_names, config.seg_batch_norm, config.seg_projector_dim,
+                config.seg_projector_blocks, backbone.vit.blocks[0].attn.num_heads,
             )
         if "matching" in config.heads:
             self.heads["matching"] = MatchingHead(
