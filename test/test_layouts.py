@@ -26,12 +26,7 @@ P = "base_model.model.encoder."  # peft's PeftModel around REALM's _EncoderWrapp
 PROJ = "dino2reg_vitlarge_14"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------ layout builders

@@ -41,12 +41,7 @@ TINY = dict(widths=(4, 8), depths=(1, 1), kinds=("fused", "mb"), expand_ratios=(
 H, W = 24, 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_eventfm(road_bias: bool = False) -> EventFM:
