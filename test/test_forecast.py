@@ -284,13 +284,18 @@ def test_smoke_fit_sample_align(smoke_config):
     for domain, count in (("sim", 3), ("real", 2)):
         r = report[domain]
         assert r["sequences"] == count
-        for name in ("copy_last", "zero", "simvp", "diffusion", "diffusion_aligned"):
+        for name in ("copy_last", "zero", "motion_comp", "simvp", "diffusion",
+                     "diffusion_aligned"):
             assert set(r[name]["mse"]) == set(r[name]["ssim"]) == {"h1", "h5", "h10"}
+            assert set(r[name]["structure_f1"]) == {"h1", "h5", "h10"}
         assert r["zero"]["mean_abs"] == 0.0 and r["ground_truth_mean_abs"] > 0
+        assert r["zero"]["structure_f1"]["h1"] == 0.0  # predicting nothing cannot score here
+        assert r["motion_comp"]["mean_abs"] > 0
         assert r["copy_last"]["seg_miou"]["h1"] <= 1.0
     assert {"1_steps", "10_steps"} <= set(report["latency_s"])
     text = (docs / "forecast.md").read_text()
-    assert "## Targets" in text and "copy_last" in text
+    assert "## Targets" in text and "copy_last" in text and "motion_comp" in text
+    assert "structure F1 h1" in text
     assert (docs / "forecast_metrics.png").stat().st_size > 0
 
 
@@ -300,3 +305,53 @@ def test_shipped_forecaster_is_small_and_loads():
     live = LiveForecaster.from_checkpoint(path)
     cfg = live.model.config
     assert (cfg.bins, cfg.size, cfg.past, cfg.horizon) == (3, 128, 4, 10)
+
+
+# -- motion-compensated extrapolation and the structure score (issue 20) ----------------------
+def _moving_square(steps: int, speed: int = 3, size: int = 64) -> torch.Tensor:
+    """(1, steps, 3, size, size): a textured 12 px square edge moving right ``speed`` px/frame."""
+    rng = np.random.default_rng(0)
+    patch = rng.uniform(0.3, 1.0, (3, 12, 12)).astype(np.float32)
+    frames = np.zeros((steps, 3, size, size), np.float32)
+    for k in range(steps):
+        x = 8 + speed * k
+        frames[k, :, 26:38, x:x + 12] = patch
+    return torch.from_numpy(frames)[None]
+
+
+def test_motion_compensated_forecast_moves_the_structure():
+    from event_fm.models.forecast.motion import event_flow, motion_compensated_forecast
+    from training.forecast.metrics import structure_f1
+
+    seq = _moving_square(9)
+    past, future = seq[:, :4], seq[:, 4:]
+    flow = event_flow(past[0, -2].numpy(), past[0, -1].numpy())
+    inside = flow[26:38, 20:32]
+    assert abs(float(np.median(inside[..., 0])) - 3.0) < 0.5
+    assert abs(float(np.median(inside[..., 1]))) < 0.5
+    pred = motion_compensated_forecast(past, 5)
+    copy_last = past[:, -1:].expand(-1, 5, -1, -1, -1)
+    f1_motion = structure_f1(pred[0], future[0])
+    f1_copy = structure_f1(copy_last[0], future[0])
+    assert (f1_motion[1:] > f1_copy[1:] + 0.2).all()  # copy-last falls behind the moving edge
+    assert (f1_motion[:3] > 0.95).all() and float(f1_motion[-1]) > 0.6  # copy-last: 0 at h5
+    # the event mass is carried along, not created: density within 15% of the last frame's
+    mass = pred.abs().sum(dim=(2, 3, 4))[0]
+    last = past[0, -1].abs().sum()
+    assert ((mass[:2] - last).abs() / last < 0.15).all()
+
+
+def test_structure_f1_cannot_be_won_by_predicting_nothing():
+    from training.forecast.metrics import structure_f1
+
+    seq = _moving_square(2)[0]
+    truth = seq[1]
+    assert float(structure_f1(truth, truth)) == 1.0
+    assert float(structure_f1(torch.zeros_like(truth), truth)) == 0.0
+    everything = torch.ones_like(truth)
+    assert float(structure_f1(everything, truth)) < 0.3  # precision = the truth's density
+    shifted = torch.roll(truth, 1, dims=-1)  # one pixel off: inside the tolerance
+    assert float(structure_f1(shifted, truth)) == 1.0
+    assert float(structure_f1(torch.roll(truth, 6, dims=-1), truth)) < 0.8
+    empty = torch.zeros_like(truth)
+    assert float(structure_f1(empty, empty)) == 1.0

@@ -1,6 +1,7 @@
 """Forecasts of every method on one held-out domain, and their scores per horizon.
 
-Methods: copy-last (repeat the last past frame), zero, the SimVP-style CNN, and the diffusion
+Methods: copy-last (repeat the last past frame), zero, motion-compensated extrapolation (the last
+frame carried along the flow of the last two), the SimVP-style CNN, and the diffusion
 forecaster with and without guided sampling and alignment. All see the same windows: 4 past
 frames, 10 future frames, normalized by the past frames' max |value|.
 """
@@ -15,8 +16,9 @@ import numpy as np
 import torch
 
 from event_fm.models.forecast import sample_forecast
+from event_fm.models.forecast.motion import motion_compensated_forecast
 from training.forecast.features import SegmentationProbe
-from training.forecast.metrics import feature_frechet, miou, mse, ssim
+from training.forecast.metrics import feature_frechet, miou, mse, ssim, structure_f1
 
 HORIZONS = (1, 5, 10)
 
@@ -46,7 +48,8 @@ def diffusion_forecast(v: DiffusionVariant, past: torch.Tensor, seed: int = 0,
 def baseline_forecasts(past: torch.Tensor, horizon: int,
                        simvp: torch.nn.Module | None) -> dict[str, torch.Tensor]:
     out = {"copy_last": past[:, -1:].expand(-1, horizon, -1, -1, -1).clone(),
-           "zero": torch.zeros(past.shape[0], horizon, *past.shape[2:])}
+           "zero": torch.zeros(past.shape[0], horizon, *past.shape[2:]),
+           "motion_comp": motion_compensated_forecast(past, horizon)}
     if simvp is not None:
         with torch.no_grad():
             out["simvp"] = torch.cat([simvp(past[i:i + 16]) for i in range(0, len(past), 16)])
@@ -55,8 +58,8 @@ def baseline_forecasts(past: torch.Tensor, horizon: int,
 
 def score(preds: dict[str, torch.Tensor], future: torch.Tensor,
           probe: SegmentationProbe | None = None, probe_count: int = 0) -> dict:
-    """Per method: mse/ssim per horizon, mean |voxel|; with a probe also encoder-FD and the
-    segmentation mIoU against the true future's segmentation, per horizon."""
+    """Per method: mse/ssim/structure F1 per horizon, mean |voxel|; with a probe also
+    encoder-FD and the segmentation mIoU against the true future's segmentation, per horizon."""
     result: dict = {"ground_truth_mean_abs": float(future.abs().mean())}
     horizons = [h for h in HORIZONS if h <= future.shape[1]]
     truth_probe = {}
@@ -65,8 +68,11 @@ def score(preds: dict[str, torch.Tensor], future: torch.Tensor,
         for h in horizons:
             truth_probe[h] = probe(future[:n, h - 1:h])
     for name, pred in preds.items():
-        entry: dict = {"mse": {}, "ssim": {}, "mean_abs": float(pred.abs().mean())}
+        entry: dict = {"mse": {}, "ssim": {}, "structure_f1": {},
+                       "mean_abs": float(pred.abs().mean())}
         for h in horizons:
+            entry["structure_f1"][f"h{h}"] = float(
+                structure_f1(pred[:, h - 1], future[:, h - 1]).mean())
             entry["mse"][f"h{h}"] = float(mse(pred[:, h - 1], future[:, h - 1]).mean())
             entry["ssim"][f"h{h}"] = float(ssim(pred[:, h - 1], future[:, h - 1]).mean())
         if probe is not None:

@@ -16,7 +16,8 @@ from event_fm.evaluation import image_metrics
 from event_fm.evaluation.image_metrics import mse
 from event_fm.evaluation.metrics import miou
 
-__all__ = ["feature_frechet", "frechet_distance", "gaussian_stats", "miou", "mse", "ssim"]
+__all__ = ["feature_frechet", "frechet_distance", "gaussian_stats", "miou", "mse", "ssim",
+           "structure_f1"]
 
 #: voxel frames are normalized to [-1, 1]
 VOXEL_RANGE = 2.0
@@ -25,6 +26,35 @@ VOXEL_RANGE = 2.0
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """SSIM of voxel frames in [-1, 1] (data range 2), per leading item of (..., C, H, W)."""
     return image_metrics.ssim(pred, target, VOXEL_RANGE)
+
+
+def active_pixels(frames: torch.Tensor, threshold: float) -> torch.Tensor:
+    """(..., C, H, W) voxel frames -> (..., H, W) pixels with events (sum |v| > threshold)."""
+    return frames.abs().sum(dim=-3) > threshold
+
+
+def structure_f1(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.05,
+                 tolerance: int = 1) -> torch.Tensor:
+    """F1 of where the events are, per leading item of (..., C, H, W): a predicted active pixel
+    counts as right within ``tolerance`` px of a true one and vice versa. Predicting nothing
+    scores 0 (MSE and SSIM on sparse voxels reward it), predicting everything scores the
+    truth's density: the score asks for the moving structure at the right place."""
+    p, t = active_pixels(pred, threshold), active_pixels(target, threshold)
+    lead = p.shape[:-2]
+    p, t = p.reshape(-1, 1, *p.shape[-2:]).float(), t.reshape(-1, 1, *t.shape[-2:]).float()
+    k = 2 * tolerance + 1
+    near_t = torch.nn.functional.max_pool2d(t, k, 1, tolerance) > 0
+    near_p = torch.nn.functional.max_pool2d(p, k, 1, tolerance) > 0
+    tp_p = (p.bool() & near_t).sum(dim=(-1, -2, -3)).float()
+    tp_t = (t.bool() & near_p).sum(dim=(-1, -2, -3)).float()
+    n_p, n_t = p.sum(dim=(-1, -2, -3)), t.sum(dim=(-1, -2, -3))
+    precision = torch.where(n_p > 0, tp_p / n_p.clamp(min=1), torch.zeros_like(n_p))
+    recall = torch.where(n_t > 0, tp_t / n_t.clamp(min=1), torch.ones_like(n_t))
+    f1 = torch.where(precision + recall > 0,
+                     2 * precision * recall / (precision + recall).clamp(min=1e-12),
+                     torch.zeros_like(precision))
+    f1 = torch.where((n_p == 0) & (n_t == 0), torch.ones_like(f1), f1)  # both empty: right
+    return f1.reshape(lead)
 
 
 def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 METHODS = {
     "copy_last": "copy the last past frame",
     "zero": "predict no events",
+    "motion_comp": "motion-compensated extrapolation (Farneback flow of the last two frames)",
     "simvp": "SimVP-style CNN (deterministic, MSE)",
     "diffusion_unguided": "diffusion, prompt as conditioning only",
     "diffusion": "diffusion + guided sampling (s = 4)",
@@ -337,10 +338,16 @@ truth and every method at +20, +100, +200 ms), `forecast_align.png` (alignment c
   the sample standard deviation, SCORE + beta (std(x) - std_min) with beta = 30, then a clipped
   PPO surrogate on the reverse steps' probability ratios plus a KL term to the frozen
   pre-trained model (equal-variance Gaussians: |mu - mu_ref|^2 / 2 sigma^2).
-- **Baselines**: copy-last-frame, all-zero, and a SimVP-style CNN (per-frame encoder, a
+- **Baselines**: copy-last-frame, all-zero, motion-compensated extrapolation
+  (`event_fm/models/forecast/motion.py`: Farneback flow between the last two past frames'
+  blurred event densities, the last frame carried k flow steps for horizon k, so the event
+  count follows the observed one), and a SimVP-style CNN (per-frame encoder, a
   translator of depthwise 7x7 + MLP blocks over the stacked past features, per-frame decoder),
   trained on the same sequences with the same number of steps and batch size.
-- **Metrics**: MSE and SSIM (Gaussian window 11, data range 2) per horizon on normalized
+- **Metrics**, first those that predicting nothing cannot win: downstream segmentation mIoU,
+  encoder-FD and the structure F1 (where the events are: pixels with sum |voxel| > 0.05, a
+  prediction right within 1 px of a true one and vice versa; the zero forecast scores 0); then
+  MSE and SSIM (Gaussian window 11, data range 2) per horizon on normalized
   voxels over all evaluated sequences; on the first `segmentation_sequences` of them the
   encoder-FD (patch tokens of the frames at that horizon, forecast vs truth) and the downstream
   score: the segmentation head of the project's model on the forecast frame vs on the true
@@ -397,17 +404,19 @@ def markdown_tables(report: dict) -> str:
         r = report[domain]
         lines += [f"**{title}** - {r['sequences']} sequences; ground-truth mean |voxel| "
                   f"{r['ground_truth_mean_abs']:.4f}", "",
-                  "| method | MSE h1 | MSE h5 | MSE h10 | SSIM h1 | SSIM h5 | SSIM h10 | "
-                  "enc-FD h1 | enc-FD h5 | enc-FD h10 | seg mIoU h1 | h5 | h10 | mean abs |",
-                  "|---|" + "---|" * 13]
+                  "| method | seg mIoU h1 | h5 | h10 | enc-FD h1 | h5 | h10 | structure F1 h1 "
+                  "| h5 | h10 | MSE h1 | h5 | h10 | SSIM h1 | h5 | h10 | mean abs |",
+                  "|---|" + "---|" * 16]
         for name in METHODS:
             if name not in r:
                 continue
             e = r[name]
-            cells = [f"{e['mse'][f'h{h}']:.5f}" for h in HORIZONS]
-            cells += [f"{e['ssim'][f'h{h}']:.4f}" for h in HORIZONS]
+            # first the metrics that predicting nothing cannot win, then MSE and SSIM
+            cells = [f"{e['seg_miou'][f'h{h}']:.3f}" for h in HORIZONS]
             cells += [f"{e['feature_fd'][f'h{h}']:.1f}" for h in HORIZONS]
-            cells += [f"{e['seg_miou'][f'h{h}']:.3f}" for h in HORIZONS]
+            cells += [_f1_cell(e, h) for h in HORIZONS]
+            cells += [f"{e['mse'][f'h{h}']:.5f}" for h in HORIZONS]
+            cells += [f"{e['ssim'][f'h{h}']:.4f}" for h in HORIZONS]
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {e['mean_abs']:.4f} |")
         lines.append("")
     lat = report["latency_s"]
@@ -416,18 +425,23 @@ def markdown_tables(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _f1_cell(entry: dict, h: int) -> str:
+    value = entry.get("structure_f1", {}).get(f"h{h}")
+    return "-" if value is None else f"{value:.3f}"  # reports written before the metric
+
+
 def save_metric_plot(report: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
+    fig, axes = plt.subplots(2, 4, figsize=(17, 6.5))
     for row, domain in enumerate(DOMAINS):
-        for col, metric in enumerate(("mse", "ssim", "seg_miou")):
+        for col, metric in enumerate(("seg_miou", "structure_f1", "mse", "ssim")):
             ax = axes[row, col]
             for name in METHODS:
-                if name in report[domain]:
+                if metric in report[domain].get(name, {}):
                     ax.plot(HORIZONS, [report[domain][name][metric][f"h{h}"] for h in HORIZONS],
                             marker="o", label=name)
             ax.set_title(f"{domain}: {metric}")
