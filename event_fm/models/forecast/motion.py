@@ -1,10 +1,12 @@
 """Motion-compensated extrapolation of event frames (issue 20): the simple forecast that moves
 what is there instead of repeating it (copy-last) or predicting nothing (zero).
 
-The motion is the dense optical flow between the last two past frames' event-density images
-(Farneback on Gaussian-blurred sum |voxel|), assumed constant: future frame k is the last
-frame carried k flow steps along. Warping moves the events without changing how many there are,
-so the forecast keeps the observed event rate.
+The motion is the dense optical flow between the event densities of the last two past frames and
+of the two before them (Farneback on Gaussian-blurred sum |voxel|, halved: per frame; pairs of
+frames are steadier than single sparse ones), assumed constant: future frame k is the last frame
+carried k flow steps along: each event pixel moves by its own flow to the nearest pixel, so the
+voxel values stay as they were (bilinear backward warping smeared them: encoder-FD at h1 16
+instead of 0.7 on the real bags) and the number of events stays the observed one.
 """
 
 from __future__ import annotations
@@ -39,27 +41,36 @@ def event_flow(previous: np.ndarray, last: np.ndarray) -> np.ndarray:
 
 
 def advect(frame: np.ndarray, flow: np.ndarray, steps: int) -> np.ndarray:
-    """``frame`` (C, S, S) moved ``steps`` times along ``flow`` (backward warping: a pixel
-    takes the value ``steps * flow`` behind it; outside the frame is empty)."""
-    import cv2
-
-    size = frame.shape[-1]
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
-    map_x = xs - steps * flow[..., 0]
-    map_y = ys - steps * flow[..., 1]
-    return np.stack([cv2.remap(c.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) for c in frame])
+    """``frame`` (C, S, S) with every pixel's values carried ``steps`` times its own flow
+    (forward splatting to the nearest pixel: the flow is read where the events are, values are
+    moved, not resampled, and what lands on one pixel adds up; what leaves the frame is gone)."""
+    channels, height, width = frame.shape
+    out = np.zeros_like(frame, dtype=np.float32)
+    ys, xs = np.nonzero(np.abs(frame).sum(axis=0) > 0)
+    if not len(ys):
+        return out
+    tx = np.rint(xs + steps * flow[ys, xs, 0]).astype(np.int64)
+    ty = np.rint(ys + steps * flow[ys, xs, 1]).astype(np.int64)
+    keep = (tx >= 0) & (tx < width) & (ty >= 0) & (ty < height)
+    for c in range(channels):
+        np.add.at(out[c], (ty[keep], tx[keep]), frame[c, ys[keep], xs[keep]])
+    return out
 
 
 def motion_compensated_forecast(past: torch.Tensor, horizon: int) -> torch.Tensor:
     """(N, P, C, S, S) past frames -> (N, horizon, C, S, S): the last frame advected along the
-    flow of the last two (copy-last where there is only one past frame)."""
+    flow of the last two frames against the two before (of the last two with 2-3 past frames;
+    copy-last with one)."""
     past_np = past.detach().cpu().numpy()
     out = np.empty((past_np.shape[0], horizon, *past_np.shape[2:]), np.float32)
     for i, seq in enumerate(past_np):
         last = seq[-1]
-        flow = event_flow(seq[-2], last) if len(seq) > 1 else np.zeros((*last.shape[1:], 2),
-                                                                        np.float32)
+        if len(seq) >= 4:  # two frames against the two before: steadier on sparse events
+            flow = event_flow(seq[-4:-2].sum(0), seq[-2:].sum(0)) / 2.0
+        elif len(seq) > 1:
+            flow = event_flow(seq[-2], last)
+        else:
+            flow = np.zeros((*last.shape[1:], 2), np.float32)
         for k in range(horizon):
             out[i, k] = advect(last, flow, k + 1)
     return torch.from_numpy(out).to(past.dtype)
