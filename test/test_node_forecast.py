@@ -179,3 +179,29 @@ def test_forecast_outputs_over_dds(tiny_forecaster):
     assert compared >= 1, "no window arrived on both forecast topics"
     values = {kv.key: kv.value for kv in got["diagnostics"][-1].status[0].values}
     assert int(values["forecasts_computed"]) >= len(windows)
+
+
+def test_motion_method_carries_the_moving_edge_forward(tiny_forecaster):
+    """forecast_method 'motion': the last past frame moved along the past frames' flow, no
+    sampling: a vertical edge sweeping right keeps sweeping right in the forecast."""
+    forecaster = LiveForecaster.from_checkpoint(
+        tiny_forecaster, ForecastSettings(horizon=HORIZON, method="motion"))
+    speed = 40.0 / FRAME_NS  # sensor px per ns on a 480x480 sensor: 1.33 forecast px per frame
+    t = np.arange(0, 80_000_000, 20_000, dtype=np.int64)
+    rows = np.tile(np.arange(100, 380, 4), len(t))
+    times = np.repeat(t, len(np.arange(100, 380, 4)))
+    cols = (100 + speed * times).astype(np.int64)
+    events = make_events(cols, rows, times, np.ones(len(times), np.int64))
+    forecaster.observe(events, 80_000_000)
+    result = forecaster.predict(80_000_000, 480, 480, 1)
+    assert result.frames.shape == (HORIZON, 3, SIZE, SIZE)
+
+    def column(frame: np.ndarray) -> float:  # centroid of the event density along x
+        d = np.abs(frame).sum(axis=(0, 1))
+        return float((d * np.arange(len(d))).sum() / d.sum())
+
+    last = column(result.prompt[-1])
+    ahead = [column(f) for f in result.frames]
+    assert ahead[0] > last and ahead[-1] > ahead[0]  # moving on, in order
+    with pytest.raises(ValueError, match="forecast method"):
+        ForecastSettings(method="magic")

@@ -34,7 +34,8 @@ def load_live_forecaster(values: dict, device) -> LiveForecaster:
     settings = LiveForecaster.from_checkpoint(path, device="cpu").settings
     settings = ForecastSettings(**{**settings.__dict__, "steps": values["forecast_steps"],
                                    "horizon": values["forecast_horizon"],
-                                   "guide_frames": values["forecast_guide_frames"]})
+                                   "guide_frames": values["forecast_guide_frames"],
+                                   "method": values["forecast_method"]})
     return LiveForecaster.from_checkpoint(path, settings, device)
 
 

@@ -14,6 +14,10 @@ PARAMS = [
               "(empty: the shipped models/reconstruction)"),
     ParamSpec("forecast_checkpoint", "", "diffusion forecaster for ~/forecast (empty: the "
               "shipped models/forecast)"),
+    ParamSpec("forecast_method", "diffusion", "~/forecast from the diffusion forecaster or from "
+              "motion-compensated extrapolation of the past frames (milliseconds; on the real "
+              "driver bags nearer the truth than the diffusion samples)",
+              choices=("diffusion", "motion")),
     ParamSpec("forecast_steps", 10, "denoising steps per forecast", min=1, max=1000),
     ParamSpec("forecast_horizon", 10, "future 20 ms frames published (at most the model's)",
               min=1, max=100),

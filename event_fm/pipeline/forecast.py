@@ -25,6 +25,7 @@ from event_fm.models.forecast import (
     normalize_by_prompt,
     sample_forecast,
 )
+from event_fm.models.forecast.motion import motion_compensated_forecast
 from event_fm.pipeline.outputs import Output, Window
 
 
@@ -77,6 +78,9 @@ class ForecastResult:
     prompt: np.ndarray | None = field(default=None, repr=False)  # the past frames, same units
 
 
+FORECAST_METHODS = ("diffusion", "motion")
+
+
 @dataclass
 class ForecastSettings:
     steps: int = 10
@@ -85,6 +89,14 @@ class ForecastSettings:
     tau: int = 100
     prompt_length: int = 3
     seed: int = 0
+    #: 'diffusion' (the forecaster) or 'motion' (the last frame carried along the flow of the
+    #: past frames, event_fm.models.forecast.motion: milliseconds, no sampling)
+    method: str = "diffusion"
+
+    def __post_init__(self) -> None:
+        if self.method not in FORECAST_METHODS:
+            raise ValueError(f"forecast method must be one of {FORECAST_METHODS}, "
+                             f"got {self.method!r}")
 
 
 class LiveForecaster:
@@ -133,9 +145,14 @@ class LiveForecaster:
         events = self.history.events(t_start, int(t_end))
         past = frames_from_events(events, t_start, cfg.past, width, height, cfg.bins, cfg.size)
         normalized, scale = normalize_by_prompt(past[None], cfg.past)
-        x0 = sample_forecast(self.model, normalized.to(self.device) * cfg.data_scale, s.steps,
-                             s.prompt_length, s.guide_frames, s.tau, generator=self.generator)
-        future = (x0[0, cfg.past:cfg.past + s.horizon] / cfg.data_scale).clamp(-1, 1)
+        if s.method == "motion":
+            future = motion_compensated_forecast(normalized[:, :cfg.past], s.horizon)[0]
+            future = future.clamp(-1, 1)
+        else:
+            x0 = sample_forecast(self.model, normalized.to(self.device) * cfg.data_scale,
+                                 s.steps, s.prompt_length, s.guide_frames, s.tau,
+                                 generator=self.generator)
+            future = (x0[0, cfg.past:cfg.past + s.horizon] / cfg.data_scale).clamp(-1, 1)
         frames = (future.cpu() * scale[0]).numpy().astype(np.float32)
         side = min(width, height)
         crop = ((width - side) // 2, (height - side) // 2, side)
