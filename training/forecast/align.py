@@ -74,7 +74,7 @@ class Rewarder:
 ALIGN_KEYS = ("beta", "clip", "device", "eta", "fd_weight", "iterations", "kl_weight", "lr",
               "prompts", "samples_per_prompt", "seed", "steps", "train_timesteps")
 #: The keys of ``sampling`` (the live forecaster's settings, exported as checkpoint meta).
-SAMPLING_KEYS = ("guide_frames", "horizon", "prompt_length", "seed", "steps", "tau")
+SAMPLING_KEYS = ("guide_frames", "horizon", "method", "prompt_length", "seed", "steps", "tau")
 
 
 def run_alignment(config: dict, init: Path, out: Path, iterations: int | None = None) -> dict:
