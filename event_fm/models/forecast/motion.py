@@ -40,21 +40,25 @@ def event_flow(previous: np.ndarray, last: np.ndarray) -> np.ndarray:
     return cv2.calcOpticalFlowFarneback(a, b, None, **_FARNEBACK)
 
 
-def advect(frame: np.ndarray, flow: np.ndarray, steps: int) -> np.ndarray:
-    """``frame`` (C, S, S) with every pixel's values carried ``steps`` times its own flow
-    (forward splatting to the nearest pixel: the flow is read where the events are, values are
-    moved, not resampled, and what lands on one pixel adds up; what leaves the frame is gone)."""
+def advect(frame: np.ndarray, flow: np.ndarray, horizon: int) -> np.ndarray:
+    """``frame`` (C, S, S) carried 1..``horizon`` times each pixel's own flow -> (horizon, C, S,
+    S) (forward splatting to the nearest pixel: the flow is read where the events are, values
+    are moved, not resampled, and what lands on one pixel adds up; what leaves the frame is
+    gone). The event pixels and their flow are looked up once for every horizon."""
     channels, height, width = frame.shape
-    out = np.zeros_like(frame, dtype=np.float32)
+    out = np.zeros((horizon, channels, height * width), np.float32)
     ys, xs = np.nonzero(np.abs(frame).sum(axis=0) > 0)
-    if not len(ys):
-        return out
-    tx = np.rint(xs + steps * flow[ys, xs, 0]).astype(np.int64)
-    ty = np.rint(ys + steps * flow[ys, xs, 1]).astype(np.int64)
-    keep = (tx >= 0) & (tx < width) & (ty >= 0) & (ty < height)
-    for c in range(channels):
-        np.add.at(out[c], (ty[keep], tx[keep]), frame[c, ys[keep], xs[keep]])
-    return out
+    if len(ys):
+        values = frame[:, ys, xs]
+        fx, fy = flow[ys, xs, 0], flow[ys, xs, 1]
+        for k in range(horizon):
+            tx = np.rint(xs + (k + 1) * fx).astype(np.int64)
+            ty = np.rint(ys + (k + 1) * fy).astype(np.int64)
+            keep = (tx >= 0) & (tx < width) & (ty >= 0) & (ty < height)
+            index = ty[keep] * width + tx[keep]
+            for c in range(channels):
+                out[k, c] = np.bincount(index, weights=values[c, keep], minlength=height * width)
+    return out.reshape(horizon, channels, height, width)
 
 
 def motion_compensated_forecast(past: torch.Tensor, horizon: int) -> torch.Tensor:
@@ -71,6 +75,5 @@ def motion_compensated_forecast(past: torch.Tensor, horizon: int) -> torch.Tenso
             flow = event_flow(seq[-2], last)
         else:
             flow = np.zeros((*last.shape[1:], 2), np.float32)
-        for k in range(horizon):
-            out[i, k] = advect(last, flow, k + 1)
+        out[i] = advect(last, flow, horizon)
     return torch.from_numpy(out).to(past.dtype)
