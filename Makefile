@@ -94,8 +94,8 @@ reconstruct-report: setup
 	$(RECON) report --docs docs
 	$(RECON) export --to models/reconstruction
 
-# Motion forecasting (E-Motion, issue 10): 20 ms voxel frames (3 bins, 128x128) from the simulated
-# recordings (scripts/simulate_reproduction_data.sh) and the real bags, the diffusion forecaster and
+# Motion forecasting (E-Motion, issues 10, 20): 20 ms voxel frames (3 bins, 128x128) from the
+# simulated recordings (scripts/simulate_forecast_data.sh) and the real bags, the diffusion forecaster and
 # the SimVP-style baseline, reward alignment, the shipped models/forecast and the report in
 # docs/forecast.{md,json,*.png} (about 45 min on a shared 2-core CPU; SEG_CHECKPOINT: the model
 # whose segmentation scores the forecasts downstream).
@@ -104,7 +104,7 @@ SEG_CHECKPOINT ?= models/default
 FORECAST := OMP_NUM_THREADS=1 EVENT_FM_VENV=$(abspath $(VENV)) nice -n 5 bash scripts/with_env.sh \
   $(PY) -m event_fm.cli.main train forecast
 forecast-report: setup
-	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_reproduction_data.sh data/generated/repro_sim
+	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_forecast_data.sh data/generated/forecast_sim
 	$(FORECAST) data
 	$(FORECAST) fit --model diffusion
 	$(FORECAST) fit --model simvp

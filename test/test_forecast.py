@@ -232,7 +232,8 @@ def smoke_config(tmp_path_factory):
     config = {
         "out": str(root / "out"),
         "data": {"root": str(root / "data"), "train_stride": 4},
-        "model": {**TINY, "frames": 13},  # 3 past + 10 future: the report's horizons
+        # 3 past + 10 future (the report's horizons), the shipped config's residual and density
+        "model": {**TINY, "frames": 13, "base": "motion", "density": "past"},
         "fit": {"steps": 4, "batch_size": 2, "lr": 1e-3, "log_every": 2, "device": "cpu"},
         "simvp_model": {"past": 3, "horizon": 10, "size": 16, "width": 8, "hidden": 16,
                         "translator_blocks": 1},
@@ -285,7 +286,7 @@ def test_smoke_fit_sample_align(smoke_config):
         r = report[domain]
         assert r["sequences"] == count
         for name in ("copy_last", "zero", "motion_comp", "simvp", "diffusion",
-                     "diffusion_aligned"):
+                     "diffusion_aligned", "diffusion_1step"):
             assert set(r[name]["mse"]) == set(r[name]["ssim"]) == {"h1", "h5", "h10"}
             assert set(r[name]["structure_f1"]) == {"h1", "h5", "h10"}
         assert r["zero"]["mean_abs"] == 0.0 and r["ground_truth_mean_abs"] > 0
@@ -296,7 +297,13 @@ def test_smoke_fit_sample_align(smoke_config):
     text = (docs / "forecast.md").read_text()
     assert "## Targets" in text and "copy_last" in text and "motion_comp" in text
     assert "structure F1 h1" in text
-    assert (docs / "forecast_metrics.png").stat().st_size > 0
+    assert report["setup"]["model"] == {"base": "motion", "density": "past"}
+    for domain in ("sim", "real"):  # issue 20's targets, on the shipped (aligned) row
+        for h in ("h1", "h5"):
+            assert f"- {domain} {h}, `diffusion_aligned`: seg mIoU" in text
+        assert f"- {domain} density: mean |voxel|" in text
+    for png in ("metrics", "loss", "samples"):
+        assert (docs / f"forecast_{png}.png").stat().st_size > 0
 
 
 def test_shipped_forecaster_is_small_and_loads():
@@ -355,3 +362,122 @@ def test_structure_f1_cannot_be_won_by_predicting_nothing():
     assert float(structure_f1(torch.roll(truth, 6, dims=-1), truth)) < 0.8
     empty = torch.zeros_like(truth)
     assert float(structure_f1(empty, empty)) == 1.0
+
+
+# -- the residual forecaster (issue 20): motion base, density matched to the past -------------
+RESIDUAL = dict(frames=9, past=4, bins=3, size=64, patch=4, widths=[8, 16], emb_dim=16, heads=2,
+                prompt_lengths=[1, 2, 3])
+
+
+def test_residual_forecaster_starts_from_the_motion_compensated_frame():
+    """An untrained residual model (its output layer starts at zero) predicts a zero residual:
+    its forecast is exactly the motion-compensated extrapolation, with the base in the
+    condition's future positions."""
+    from event_fm.models.forecast.motion import motion_compensated_forecast
+
+    torch.manual_seed(0)
+    seq = _moving_square(9)
+    past = seq[:, :4]
+    model = VideoDenoiser(ForecastConfig(**RESIDUAL, base="motion")).eval()
+    out = sample_forecast(model, past, steps=3, prompt_length=3, guide_frames=4, tau=100,
+                          generator=torch.Generator().manual_seed(0))
+    expected = motion_compensated_forecast(past, 5)
+    torch.testing.assert_close(out[:, 4:], expected)
+    plain = VideoDenoiser(ForecastConfig(**RESIDUAL)).eval()
+    assert float(sample_forecast(plain, past, steps=3)[:, 4:].abs().max()) == 0.0
+    cond, mask = make_condition(past, 2, 9, expected)
+    torch.testing.assert_close(cond[:, 4:], expected)
+    assert mask[0].tolist() == [0, 0, 1, 1, 0, 0, 0, 0, 0]
+
+
+def test_residual_loss_is_measured_from_the_base():
+    """On a square moving at constant speed the motion base is the future: a model that predicts
+    a zero residual has (almost) no future loss; without the base it pays the whole frames."""
+    from training.forecast.train import diffusion_loss
+
+    seq = _moving_square(9)
+    losses = {}
+    for base in ("none", "motion"):
+        cfg = ForecastConfig(**RESIDUAL, base=base)
+        model = VideoDenoiser(cfg).eval()  # zero output layer: predicts x0 = 0 (residual 0)
+        with torch.no_grad():
+            losses[base] = float(diffusion_loss(model, cfg, make_scheduler(cfg, "ddpm"), seq,
+                                                torch.Generator().manual_seed(0))["future_mse"])
+    frame_energy = float((seq[:, 4:] ** 2).mean())
+    assert losses["none"] == pytest.approx(frame_energy, rel=1e-5)
+    assert losses["motion"] < 0.02 * losses["none"]
+
+
+def test_past_density_keeps_the_strongest_pixels_at_the_observed_rate():
+    from event_fm.models.forecast.sampling import active_pixels, match_past_density
+
+    past = torch.zeros(2, 2, 3, 4, 4)
+    past[0, 0, 0, 0, :3] = 1.0  # 3 and 5 active pixels: 4 on average
+    past[0, 1, 1, 1, :] = 1.0
+    past[0, 1, 2, 2, 0] = -1.0
+    past[1, :, :, 3, 3] = 0.5  # 1 active pixel in each frame
+    future = torch.arange(2 * 2 * 3 * 16, dtype=torch.float32).reshape(2, 2, 3, 4, 4) / 100
+    out = match_past_density(future, past)
+    assert active_pixels(out).tolist() == [[4, 4], [1, 1]]
+    strength = future.abs().sum(2).flatten(2)
+    kept = out.abs().sum(2).flatten(2) > 0
+    for b, k in ((0, 4), (1, 1)):
+        for h in range(2):
+            top = strength[b, h].topk(k).indices
+            assert kept[b, h, top].all()
+            torch.testing.assert_close(out.flatten(3)[b, h][:, top],
+                                       future.flatten(3)[b, h][:, top])
+    silent = match_past_density(future, torch.zeros_like(past))
+    assert float(silent.abs().max()) == 0.0  # no past events: no forecast events
+
+
+def test_config_rejects_unknown_base_and_density():
+    with pytest.raises(ValueError, match="base must be one of"):
+        ForecastConfig(**RESIDUAL, base="flow")
+    with pytest.raises(ValueError, match="density must be one of"):
+        ForecastConfig(**RESIDUAL, density="auto")
+
+
+def test_frame_ranges_split_one_recording_between_training_and_evaluation():
+    from training.forecast.data import frame_slice
+
+    assert frame_slice(103, None) == slice(0, 103)
+    assert frame_slice(103, [0.0, 0.5]) == slice(0, 52)
+    assert frame_slice(103, [0.5, 1.0]) == slice(52, 103)
+    for bad in ([0.5, 0.5], [-0.1, 0.5], [0.2, 1.5]):
+        with pytest.raises(ValueError, match="frame range"):
+            frame_slice(10, bad)
+
+
+def test_data_step_splits_a_real_bag_between_training_and_evaluation(tmp_path, capsys):
+    """The real driver bags train the forecaster with their first half and score it on the
+    second: the two cached parts are the whole recording's frames, without overlap."""
+    from training.forecast.data import frame_slice, recording_frames, training_recordings
+
+    bag = str(REPO / "test" / "data" / "real_bags" / "libcaer_cmp_davis346")
+    config = {"out": str(tmp_path / "out"),
+              "data": {"root": str(tmp_path / "data"), "size": 32,
+                       "splits": {"real_train": [bag], "real": [bag]},
+                       "frame_ranges": {"real_train": [0.0, 0.5], "real": [0.5, 1.0]},
+                       "train_splits": ["real_train"]}}
+    path = tmp_path / "forecast.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert _cli("data", "--config", str(path)) == 0
+    whole = recording_frames(bag, 3, 32).frames
+    first = torch.load(tmp_path / "data" / "real_train" / "libcaer_cmp_davis346.pt")
+    second = torch.load(tmp_path / "data" / "real" / "libcaer_cmp_davis346.pt")
+    cut = frame_slice(len(whole), [0.0, 0.5]).stop
+    assert 0 < cut < len(whole)
+    assert first["frame_range"] == [0, cut] and second["frame_range"] == [cut, len(whole)]
+    torch.testing.assert_close(torch.cat([first["frames"], second["frames"]]), whole)
+    assert [r.name for r in training_recordings(config["data"])] == ["libcaer_cmp_davis346"]
+    config["data"]["frame_ranges"] = {"real_train": [0.0, 0.25], "real": [0.5, 1.0]}
+    path.write_text(yaml.safe_dump(config))
+    assert _cli("data", "--config", str(path)) == 0  # a changed range rebuilds the cache
+    quarter = torch.load(tmp_path / "data" / "real_train" / "libcaer_cmp_davis346.pt")
+    assert quarter["frame_range"] == [0, frame_slice(len(whole), [0.0, 0.25]).stop]
+    config["data"]["frame_ranges"] = {"heldout": [0.0, 0.5]}
+    path.write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert _cli("data", "--config", str(path)) != 0
+    assert "splits that do not exist: ['heldout']" in capsys.readouterr().err

@@ -177,10 +177,12 @@ def distill_family_checks(config: dict) -> None:
 def forecast_family_checks(config: dict) -> None:
     from event_fm.models.forecast import ForecastConfig, SimVPConfig
     from training.forecast.align import ALIGN_KEYS, SAMPLING_KEYS
+    from training.forecast.data import DATA_KEYS
     from training.forecast.steps import FAMILY
     from training.runner import split_run_config
 
     check_keys(config, FAMILY.sections)
+    check_keys(config["data"], DATA_KEYS, "data")
     ForecastConfig.from_dict(config["model"])
     SimVPConfig.from_dict(config["simvp_model"])
     for name in ("fit", "simvp"):

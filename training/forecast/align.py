@@ -32,8 +32,8 @@ from event_fm.models.forecast import (
     save_forecaster,
 )
 from event_fm.models.forecast.denoiser import make_condition
-from event_fm.models.forecast.sampling import gaussian_log_prob, step_distribution
-from training.forecast.data import SequenceDataset, load_split
+from event_fm.models.forecast.sampling import forecast_base, gaussian_log_prob, step_distribution
+from training.forecast.data import SequenceDataset, training_recordings
 from training.forecast.features import SegmentationProbe
 from training.forecast.metrics import feature_frechet, ssim
 from training.forecast.reward import clipped_pg_kl_loss, normalize_rewards
@@ -93,7 +93,7 @@ def run_alignment(config: dict, init: Path, out: Path, iterations: int | None = 
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
     mcfg = policy.config
     data = config["data"]
-    dataset = SequenceDataset(load_split(data["root"], "train"), mcfg.frames, mcfg.past,
+    dataset = SequenceDataset(training_recordings(data), mcfg.frames, mcfg.past,
                               stride=int(data.get("train_stride", 2)), min_prompt_events=1.0)
     seg = config.get("evaluate", {}).get("segmentation_checkpoint", "models/default")
     rewarder = Rewarder(SegmentationProbe(seg, device), float(cfg.get("fd_weight", 2.0)))
@@ -123,7 +123,7 @@ def run_alignment(config: dict, init: Path, out: Path, iterations: int | None = 
         sample_std = pred.flatten(1).std(1).cpu()
         advantages = normalize_rewards(rewards["score"], sample_std,
                                        float(cfg.get("beta", 30.0))).to(device)
-        cond, mask = make_condition(past, prompt_length, mcfg.frames)
+        cond, mask = make_condition(past, prompt_length, mcfg.frames, forecast_base(past, mcfg))
         policy.train()
         optimizer.zero_grad(set_to_none=True)
         # the last reverse step lands on abar = 1 with zero variance: no log-probability there

@@ -68,24 +68,60 @@ def expand_sources(patterns: list[str]) -> list[Path]:
     return paths
 
 
+def frame_slice(count: int, fractions: list[float] | None) -> slice:
+    """The frames [start, end) of ``count`` for ``fractions`` [start, end] in [0, 1]: one
+    recording can give its first part to training and the rest to evaluation."""
+    if fractions is None:
+        return slice(0, count)
+    start, end = (float(f) for f in fractions)
+    if not 0.0 <= start < end <= 1.0:
+        raise ValueError(f"frame range must be 0 <= start < end <= 1, got {fractions}")
+    return slice(int(round(start * count)), int(round(end * count)))
+
+
+def _cached_fractions(path: Path) -> list[float] | None:
+    return torch.load(path, weights_only=True).get("fractions")
+
+
 def build_frames(splits: dict[str, list[str]], root: str | Path, bins: int = 3,
-                 size: int = 128, overwrite: bool = False) -> dict[str, list[Path]]:
-    """Cache every recording of every split as ``root/split/name.pt``; returns the files."""
+                 size: int = 128, overwrite: bool = False,
+                 frame_ranges: dict[str, list[float]] | None = None) -> dict[str, list[Path]]:
+    """Cache every recording of every split as ``root/split/name.pt`` (the fraction of its
+    frames that ``frame_ranges[split]`` names, all by default); returns the files."""
     root = Path(root)
+    frame_ranges = frame_ranges or {}
+    unknown = sorted(set(frame_ranges) - set(splits))
+    if unknown:
+        raise ValueError(f"frame_ranges names splits that do not exist: {unknown}")
     written: dict[str, list[Path]] = {}
     jobs = [(split, p) for split, patterns in splits.items() for p in expand_sources(patterns)]
     for split, path in tqdm(jobs, desc="forecast data", unit="rec"):
         out = root / split / f"{path.name}.pt"
         written.setdefault(split, []).append(out)
-        if out.exists() and not overwrite:
+        fractions = frame_ranges.get(split)
+        if out.exists() and not overwrite and _cached_fractions(out) == fractions:
             continue
         rec = recording_frames(path, bins, size)
+        part = frame_slice(len(rec.frames), fractions)
+        rec.frames = rec.frames[part]
         out.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"name": rec.name, "frames": rec.frames, "width": rec.width,
-                    "height": rec.height, "source": str(path)}, out)
+                    "height": rec.height, "source": str(path),
+                    "frame_range": [part.start, part.stop], "fractions": fractions}, out)
         log.info("%s: %d frames from %s (%dx%d)", out, len(rec.frames), path, rec.width,
                  rec.height)
     return written
+
+
+#: the ``data`` section of the forecast config
+DATA_KEYS = ("root", "bins", "size", "splits", "frame_ranges", "train_splits", "train_stride",
+             "eval_stride")
+
+
+def training_recordings(data: dict) -> list[RecordingFrames]:
+    """The cached recordings of every training split (``train_splits``, default ``train``)."""
+    return [rec for split in data.get("train_splits", ["train"])
+            for rec in load_split(data["root"], split)]
 
 
 def load_split(root: str | Path, split: str) -> list[RecordingFrames]:

@@ -20,11 +20,13 @@ CONFIG = "training/configs/forecast.yaml"
 
 
 def _data(ctx: Context) -> dict:
-    from training.forecast.data import build_frames
+    from event_fm.common.strict_config import check_keys
+    from training.forecast.data import DATA_KEYS, build_frames
 
     data = ctx.config["data"]
+    check_keys(data, DATA_KEYS, "data")
     written = build_frames(data["splits"], data["root"], int(data.get("bins", 3)),
-                           int(data.get("size", 128)))
+                           int(data.get("size", 128)), frame_ranges=data.get("frame_ranges"))
     for split, files in written.items():
         print(f"forecast data: {split}: {len(files)} recordings in {Path(data['root']) / split}")
     return {split: [str(f) for f in files] for split, files in written.items()}

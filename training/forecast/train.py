@@ -22,13 +22,14 @@ from event_fm.models.forecast import (
     save_forecaster,
 )
 from event_fm.models.forecast.denoiser import make_condition
-from training.forecast.data import SequenceDataset, data_std, load_split
+from event_fm.models.forecast.sampling import forecast_base
+from training.forecast.data import SequenceDataset, data_std, training_recordings
 from training.runner import Task
 
 
 def train_dataset(config: dict, frames: int, past: int) -> SequenceDataset:
     data = config["data"]
-    recordings = load_split(data["root"], "train")
+    recordings = training_recordings(data)
     return SequenceDataset(recordings, frames, past, stride=int(data.get("train_stride", 2)),
                            flip=True)
 
@@ -75,9 +76,12 @@ def diffusion_loss(model, cfg: ForecastConfig, scheduler, seq: torch.Tensor,
     """Denoising loss of one batch of normalized sequences (B, T, C, H, W)."""
     b, device = seq.shape[0], seq.device
     x0 = seq * cfg.data_scale
+    base = forecast_base(x0[:, :cfg.past], cfg)
+    if base is not None:  # the future positions learn the residual over the base
+        x0 = torch.cat([x0[:, :cfg.past], x0[:, cfg.past:] - base], dim=1)
     lengths = torch.tensor(cfg.prompt_lengths, device=device)
     pick = torch.randint(len(lengths), (b,), generator=generator, device=device)
-    cond, mask = make_condition(x0[:, :cfg.past], lengths[pick], cfg.frames)
+    cond, mask = make_condition(x0[:, :cfg.past], lengths[pick], cfg.frames, base)
     noise = torch.randn(x0.shape, generator=generator, device=device)
     t = torch.randint(0, cfg.num_train_timesteps, (b,), generator=generator, device=device)
     noisy = scheduler.add_noise(x0, noise, t)

@@ -20,6 +20,9 @@ import torch.nn.functional as F
 from event_fm.common.strict_config import build_dataclass
 from event_fm.models.checkpoint import register_kind
 
+FORECAST_BASES = ("none", "motion")
+DENSITY_MODES = ("free", "past")
+
 
 @dataclass
 class ForecastConfig:
@@ -36,6 +39,12 @@ class ForecastConfig:
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "sample"
     data_scale: float = 1.0  # normalized voxels * data_scale = model space
+    #: what the future positions predict: 'none' (the frames themselves) or 'motion' (the
+    #: residual over the motion-compensated last frame, which the condition carries there)
+    base: str = "none"
+    #: 'free' (as sampled) or 'past' (each future frame keeps its strongest pixels, as many
+    #: as the past frames had on average: the event rate follows the observed one)
+    density: str = "free"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -47,6 +56,10 @@ class ForecastConfig:
             raise ValueError(f"past ({self.past}) must be in [1, frames)")
         if max(self.prompt_lengths) > self.past:
             raise ValueError("prompt lengths cannot exceed the past positions")
+        if self.base not in FORECAST_BASES:
+            raise ValueError(f"base must be one of {FORECAST_BASES}, got {self.base!r}")
+        if self.density not in DENSITY_MODES:
+            raise ValueError(f"density must be one of {DENSITY_MODES}, got {self.density!r}")
 
     @property
     def horizon(self) -> int:
@@ -191,16 +204,20 @@ class VideoDenoiser(nn.Module):
         return F.pixel_shuffle(x, cfg.patch).reshape(b, t, c, h, w)
 
 
-def make_condition(past: torch.Tensor, length: int | torch.Tensor,
-                   frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+def make_condition(past: torch.Tensor, length: int | torch.Tensor, frames: int,
+                   base: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompt tensors for a sequence of ``frames`` from past frames (B, P, C, H, W): the last
-    ``length`` past frames (per sample when a tensor) at their positions, the rest zero."""
+    ``length`` past frames (per sample when a tensor) at their positions, the rest zero; with
+    ``base`` (B, frames - P, C, H, W) the future positions carry it (mask 0: not given, but
+    where the residual is measured from)."""
     b, p = past.shape[:2]
     lengths = torch.as_tensor(length, device=past.device).reshape(-1).expand(b)
     positions = torch.arange(p, device=past.device)
     mask_past = (positions[None] >= (p - lengths)[:, None]).to(past.dtype)  # (B, P)
     cond = past.new_zeros((b, frames, *past.shape[2:]))
     cond[:, :p] = past * mask_past[:, :, None, None, None]
+    if base is not None:
+        cond[:, p:] = base
     mask = past.new_zeros((b, frames))
     mask[:, :p] = mask_past
     return cond, mask

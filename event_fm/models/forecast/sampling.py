@@ -1,6 +1,11 @@
 """Sampling the diffusion forecaster with diffusers' DDIM scheduler, with E-Motion's
 high-temporal-resolution guided sampling (their Algorithm 2).
 
+With ``base: motion`` the model predicts the residual over the motion-compensated last frame
+(:mod:`.motion`), carried in the condition's future positions and added back to the sample; with
+``density: past`` every future frame keeps only its strongest pixels, as many as the past frames
+had on average (noise-free space and the observed event rate).
+
 Guided sampling: while the timestep t >= tau, the ``guide_frames`` most recent past positions of
 the noisy sample are replaced by the true prompt frames noised to level t with one fixed noise
 draw (sqrt(abar_t) x_pm + sqrt(1 - abar_t) eps_pm); below tau the sample is denoised normally. The
@@ -16,6 +21,33 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from event_fm.models.forecast.denoiser import ForecastConfig, VideoDenoiser, make_condition
+from event_fm.models.forecast.motion import motion_compensated_forecast
+
+
+def forecast_base(past: torch.Tensor, config: ForecastConfig) -> torch.Tensor | None:
+    """What the future positions are predicted over: None (``base: none``) or the
+    motion-compensated extrapolation of ``past`` (B, P, C, H, W) for the model's horizon."""
+    if config.base == "none":
+        return None
+    return motion_compensated_forecast(past, config.horizon).to(past.device, past.dtype)
+
+
+def active_pixels(frames: torch.Tensor) -> torch.Tensor:
+    """(..., C, H, W) -> (...,) number of pixels with any event."""
+    return (frames.abs().sum(-3) > 0).flatten(-2).sum(-1)
+
+
+def match_past_density(future: torch.Tensor, past: torch.Tensor) -> torch.Tensor:
+    """Each future frame (B, H, C, S, S) keeps its k strongest pixels (by sum |value| over the
+    bins), k = the mean number of active pixels in that sample's past frames (B, P, C, S, S)."""
+    b, horizon, c, h, w = future.shape
+    keep = active_pixels(past).float().mean(1).round().long().clamp(0, h * w)  # (B,)
+    strength = future.abs().sum(2).flatten(2)  # (B, H, S*S)
+    order = strength.argsort(dim=-1, descending=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(-1, order, torch.arange(h * w, device=future.device).expand_as(order))
+    mask = (rank < keep[:, None, None]) & (strength > 0)
+    return future * mask.reshape(b, horizon, 1, h, w).to(future.dtype)
 
 
 def make_scheduler(config: ForecastConfig, kind: str = "ddim"):
@@ -90,7 +122,9 @@ def sample_forecast(model: VideoDenoiser, past: torch.Tensor, steps: int = 10,
 
     ``prompt_length``: past frames given as conditioning; ``guide_frames``/``tau``: guided
     sampling (0 frames: off); ``eta`` > 0: stochastic DDIM (needed for log-probabilities);
-    ``record``: also return the trajectory as a list of :class:`Step`.
+    ``record``: also return the trajectory as a list of :class:`Step` (in the model's own
+    space: residuals over the base where it has one). The returned future positions are the
+    forecast (base added, density matched).
     """
     cfg = model.config
     scheduler = scheduler or make_scheduler(cfg, "ddim")
@@ -99,7 +133,8 @@ def sample_forecast(model: VideoDenoiser, past: torch.Tensor, steps: int = 10,
     shape = (b, cfg.frames, cfg.bins, past.shape[-2], past.shape[-1])
     sample = torch.randn(shape, generator=generator, device=past.device)
     prompt_noise = torch.randn(past.shape, generator=generator, device=past.device)
-    cond, mask = make_condition(past, prompt_length, cfg.frames)
+    base = forecast_base(past, cfg)
+    cond, mask = make_condition(past, prompt_length, cfg.frames, base)
     trajectory: list[Step] = []
     for t in scheduler.timesteps.tolist():
         if guide_frames and t >= tau:
@@ -115,4 +150,18 @@ def sample_forecast(model: VideoDenoiser, past: torch.Tensor, steps: int = 10,
             lp = gaussian_log_prob(prev, mean, std) if std > 0 else torch.zeros(b)
             trajectory.append(Step(t, sample, prev, lp, mean, std))
         sample = prev
+    sample = finish_forecast(sample, past, base, cfg)
     return (sample, trajectory) if record else sample
+
+
+def finish_forecast(sample: torch.Tensor, past: torch.Tensor, base: torch.Tensor | None,
+                    config: ForecastConfig) -> torch.Tensor:
+    """The model's sample (B, T, C, H, W) -> the forecast: base added to the future positions,
+    density matched to the past where the model asks for it."""
+    p = config.past
+    future = sample[:, p:] if base is None else sample[:, p:] + base
+    if config.density == "past":
+        future = match_past_density(future, past)
+    if base is None and config.density == "free":
+        return sample
+    return torch.cat([sample[:, :p], future], dim=1)
