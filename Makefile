@@ -109,6 +109,7 @@ forecast-report: setup
 	$(FORECAST) fit --model diffusion
 	$(FORECAST) fit --model simvp
 	$(FORECAST) align
+	$(FORECAST) fewstep
 	$(FORECAST) export --to models/forecast
 	$(FORECAST) report --docs docs --segmentation-checkpoint $(SEG_CHECKPOINT)
 

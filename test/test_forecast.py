@@ -241,6 +241,8 @@ def smoke_config(tmp_path_factory):
         "sampling": {"steps": 2, "prompt_length": 2, "guide_frames": 3, "tau": 100},
         "align": {"iterations": 1, "prompts": 1, "samples_per_prompt": 2, "steps": 2,
                   "train_timesteps": 1, "lr": 1e-4},
+        "fewstep": {"steps": 2, "batch_size": 2, "log_every": 1, "device": "cpu",
+                    "teacher_steps": 3},
         "evaluate": {"segmentation_checkpoint": str(REPO / "models" / "default"),
                      "max_sequences": {"sim": 3, "real": 2}, "segmentation_sequences": 2},
     }
@@ -275,6 +277,13 @@ def test_smoke_fit_sample_align(smoke_config):
     changed = any(not torch.equal(a, b) for a, b in
                   zip(model.state_dict().values(), aligned.state_dict().values(), strict=True))
     assert changed, "one alignment step updates the denoiser"
+    assert _cli("fewstep", "--config", str(path)) == 0
+    student = load_forecaster(out / "fewstep" / "model")
+    assert student.config.to_json() != aligned.config.to_json()  # notes where it came from
+    assert student.config.extra["distilled_from"] == str(out / "align" / "model")
+    assert (student.config.base, student.config.frames) == (aligned.config.base, 13)
+    log = (out / "fewstep" / "log.csv").read_text().splitlines()
+    assert len(log) == 3 and all(math.isfinite(float(r.split(",")[-2])) for r in log[1:])
     assert _cli("export", "--config", str(path), "--to", str(root / "shipped")) == 0
     live = LiveForecaster.from_checkpoint(root / "shipped")
     assert (live.settings.steps, live.settings.guide_frames) == (2, 3)
@@ -286,7 +295,7 @@ def test_smoke_fit_sample_align(smoke_config):
         r = report[domain]
         assert r["sequences"] == count
         for name in ("copy_last", "zero", "motion_comp", "simvp", "diffusion",
-                     "diffusion_aligned", "diffusion_1step"):
+                     "diffusion_aligned", "diffusion_1step", "diffusion_fewstep"):
             assert set(r[name]["mse"]) == set(r[name]["ssim"]) == {"h1", "h5", "h10"}
             assert set(r[name]["structure_f1"]) == {"h1", "h5", "h10"}
         assert r["zero"]["mean_abs"] == 0.0 and r["ground_truth_mean_abs"] > 0

@@ -103,6 +103,32 @@ def test_residual_model_without_update_is_copy_last(target):
                                 / model.token_std) ** 2)
 
 
+@pytest.mark.parametrize("target", ["group", "token"])
+def test_residual_over_the_mean_of_the_last_two_windows(target):
+    """reference: mean_last2 without a learned update predicts each slot as the mean of that
+    slot in the two windows before (copy-last where only one window came before), causally."""
+    cfg = GEPConfig(token_dim=8, width=16, depth=1, num_heads=2, agg_grid=(1, 2), max_windows=4,
+                    target=target, reference="mean_last2")
+    model = GEPTransformer(cfg).eval()
+    torch.nn.init.zeros_(model.head.weight)
+    k = cfg.group_size
+    period, shift = 2 * k, (k if target == "group" else 1)
+    tokens = torch.randn(1, 4 * period, 8)
+    with torch.no_grad():
+        pred = model(tokens, modality_ids(4, k))
+    for i in range(period - shift, tokens.shape[1] - shift):
+        j = i + shift  # the predicted token
+        expected = (tokens[:, j - period] + tokens[:, j - 2 * period]) / 2 if j >= 2 * period \
+            else tokens[:, j - period]
+        torch.testing.assert_close(pred[:, i], expected)
+    changed = tokens.clone()
+    changed[:, 10:] += 3.0
+    with torch.no_grad():
+        assert torch.equal(model(changed, modality_ids(4, k))[:, :10], pred[:, :10])
+    with pytest.raises(ValueError, match="reference must be"):
+        GEPConfig(reference="median")
+
+
 def test_group_rollout_takes_a_whole_group_per_pass():
     model = tiny()
     k = model.config.group_size

@@ -178,6 +178,7 @@ def forecast_family_checks(config: dict) -> None:
     from event_fm.models.forecast import ForecastConfig, SimVPConfig
     from training.forecast.align import ALIGN_KEYS, SAMPLING_KEYS
     from training.forecast.data import DATA_KEYS
+    from training.forecast.fewstep import FEWSTEP_KEYS
     from training.forecast.steps import FAMILY
     from training.runner import split_run_config
 
@@ -189,6 +190,7 @@ def forecast_family_checks(config: dict) -> None:
         split_run_config(config[name], "x", path=name)
     check_keys(config["align"], ALIGN_KEYS, "align")
     check_keys(config["sampling"], SAMPLING_KEYS, "sampling")
+    split_run_config(config["fewstep"], "x", own=FEWSTEP_KEYS, path="fewstep")
 
 
 def gep_family_checks(config: dict) -> None:

@@ -112,7 +112,10 @@ class GEPConfig:
     agg_grid: tuple[int, int] = (3, 4)  # patch grid after aggregation
     max_windows: int = 8  # context length in windows
     with_frames: bool = True  # interleave frame groups (GEP's mixed sequences)
-    residual: bool = True  # predict the change from the same slot one window earlier
+    residual: bool = True  # predict the change from a simple extrapolation (``reference``)
+    #: what a residual prediction starts from: "last" (the same slot one window earlier,
+    #: copy-last) or "mean_last2" (the mean of that slot in the last two windows)
+    reference: str = "last"
     target: str = "group"  # "group": each token predicts its slot in the next group; "token"
     encoder_checkpoint: str = ""  # the aligned encoders the tokens came from (metadata)
 
@@ -120,6 +123,8 @@ class GEPConfig:
         self.agg_grid = tuple(self.agg_grid)
         if self.target not in ("group", "token"):
             raise ValueError(f"target must be 'group' or 'token', got {self.target!r}")
+        if self.reference not in ("last", "mean_last2"):
+            raise ValueError(f"reference must be 'last' or 'mean_last2', got {self.reference!r}")
         if self.width % self.num_heads:
             raise ValueError(f"width {self.width} is not divisible by {self.num_heads} heads")
 
@@ -188,9 +193,10 @@ class GEPTransformer(nn.Module):
     output i predicts input i + 1. Tokens are standardized with per-channel statistics of the
     training set (``token_mean``/``token_std`` buffers) so the regression loss weighs channels
     evenly; :meth:`next_token_loss` is that MSE. With ``residual`` the head predicts the change
-    from the token in the same slot one window earlier (copy-last plus a learned update; the
-    head starts near zero, so an untrained model is close to copy-last) — still causal, since that
-    token lies before the predicting position.
+    from a simple extrapolation: the token in the same slot one window earlier (copy-last) or
+    the mean of that slot in the last two windows (``reference: mean_last2``), plus a learned
+    update; the head starts near zero, so an untrained model is close to that extrapolation —
+    still causal, since those tokens lie before the predicting position.
     """
 
     def __init__(self, config: GEPConfig | None = None) -> None:
@@ -260,11 +266,24 @@ class GEPTransformer(nn.Module):
             ref = torch.cat([ref[:, :d], tokens[:, :n - d]], dim=1)
         return ref
 
+    def mean_last_two(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The mean-of-the-last-two-windows prediction at every position: the mean of the
+        target's slot one and two windows earlier (copy-last where only one exists)."""
+        last = self.copy_last(tokens)
+        b, n, c = tokens.shape
+        d = 2 * self.period - self.shift
+        if n <= d:
+            return last
+        earlier = torch.cat([last[:, :d], tokens[:, :n - d]], dim=1)
+        return (last + earlier) / 2
+
     def _reference(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Per position i, the raw token the prediction of i + 1 starts from."""
-        if self.config.residual:
-            return self.copy_last(tokens)
-        return self.token_mean.expand(*tokens.shape)
+        """Per position i, the raw token the prediction of i + shift starts from."""
+        if not self.config.residual:
+            return self.token_mean.expand(*tokens.shape)
+        if self.config.reference == "mean_last2":
+            return self.mean_last_two(tokens)
+        return self.copy_last(tokens)
 
     def forward(self, tokens: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
         delta = self.head(self.hidden(tokens, modality)) * self.token_std

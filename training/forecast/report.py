@@ -39,7 +39,8 @@ METHODS = {
     "diffusion": "diffusion + guided sampling (s = 4)",
     "diffusion_aligned_unguided": "diffusion + alignment, no guided sampling",
     "diffusion_aligned": "diffusion + guided sampling + alignment",
-    "diffusion_1step": "the shipped forecaster sampled with 1 step (the live setting)",
+    "diffusion_1step": "the trained (aligned) model sampled with 1 step",
+    "diffusion_fewstep": "its 1-step student (distilled from its multi-step sampling)",
 }
 #: the row the targets are checked on: the shipped model (aligned when alignment ran)
 SHIPPED = ("diffusion_aligned", "diffusion")
@@ -78,6 +79,10 @@ def run_report(config: dict, out: Path, docs: Path, segmentation_checkpoint: str
         variants["diffusion_aligned_unguided"] = DiffusionVariant(aligned, 0, tau, steps, k)
         variants["diffusion_aligned"] = DiffusionVariant(aligned, guide, tau, steps, k)
     variants["diffusion_1step"] = DiffusionVariant(aligned or base, guide, tau, 1, k)
+    fewstep_path = out / "fewstep" / "model"
+    if fewstep_path.exists():
+        variants["diffusion_fewstep"] = DiffusionVariant(load_forecaster(fewstep_path), guide,
+                                                         tau, 1, k)
     report: dict = {}
     examples: dict = {}
     for domain in DOMAINS:

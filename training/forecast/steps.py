@@ -56,6 +56,23 @@ def _align(ctx: Context) -> dict:
     return None  # run_alignment writes its own summary.json (with the reward curve)
 
 
+def _fewstep(ctx: Context) -> dict:
+    from training.forecast.fewstep import FEWSTEP_KEYS, FewStepTask
+    from training.runner import run, split_run_config
+
+    run_cfg, own = split_run_config(ctx.config.get("fewstep", {}), ctx.out, ctx.opt("steps"),
+                                    ctx.opt("device"), own=FEWSTEP_KEYS, path="fewstep")
+    teacher = ctx.opt("checkpoint") or str(_trained_diffusion(ctx))
+    result = run(FewStepTask(ctx.config, teacher, own), run_cfg, title="forecast few-step")
+    return fit_summary(result, ctx.out, "forecast few-step distillation")
+
+
+def _trained_diffusion(ctx: Context) -> Path:
+    """The aligned diffusion model if alignment ran, else the fitted one."""
+    aligned = ctx.dir("align") / "model"
+    return aligned if aligned.exists() else ctx.dir("fit", "diffusion") / "model"
+
+
 def _evaluate_into(ctx: Context, target: Path) -> dict:
     from training.forecast.report import run_report
 
@@ -67,10 +84,7 @@ def _evaluate_into(ctx: Context, target: Path) -> dict:
 def _export(ctx: Context) -> dict:
     from event_fm.models.forecast import load_forecaster, save_forecaster
 
-    checkpoint = ctx.opt("checkpoint")
-    if checkpoint is None:
-        aligned = ctx.dir("align") / "model"
-        checkpoint = str(aligned if aligned.exists() else ctx.dir("fit", "diffusion") / "model")
+    checkpoint = ctx.opt("checkpoint") or str(_trained_diffusion(ctx))
     to = Path(ctx.opt("to", "models/forecast"))
     model = load_forecaster(checkpoint)
     sampling = dict(ctx.config.get("sampling", {}))
@@ -100,6 +114,8 @@ FAMILY = Family("forecast", "event-sequence diffusion forecaster (E-Motion)", {
                 variant=lambda a: a.model),
     "align": Step("reward alignment: clipped policy gradient + KL to the reference model "
                   "(--steps: iterations; --checkpoint default ROOT/fit_diffusion/model)", _align),
+    "fewstep": Step("distil the trained (aligned) model's multi-step DDIM sampling into one "
+                    "step (--checkpoint: the teacher) -> ROOT/fewstep/model", _fewstep),
     "export": Step("the diffusion checkpoint (aligned if there) with its sampling settings",
                    _export, summary=False),
     "evaluate": Step("baselines, diffusion, ablations, downstream segmentation -> "
@@ -113,4 +129,4 @@ FAMILY = Family("forecast", "event-sequence diffusion forecaster (E-Motion)", {
         option("--guide-frames", type=int, default=None),
         option("--png", default="out/forecast/sample.png"))),
 }, config=CONFIG, threads=1, sections=("out", "data", "model", "fit", "simvp_model", "simvp",
-                                       "sampling", "align", "evaluate", "report"))
+                                       "sampling", "align", "fewstep", "evaluate", "report"))

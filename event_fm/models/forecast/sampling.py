@@ -113,45 +113,48 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: float) -> torch.
     return lp.flatten(1).mean(1)
 
 
-@torch.no_grad()
 def sample_forecast(model: VideoDenoiser, past: torch.Tensor, steps: int = 10,
                     prompt_length: int = 3, guide_frames: int = 0, tau: int = 0,
                     eta: float = 0.0, generator: torch.Generator | None = None,
-                    record: bool = False, scheduler: DDIMScheduler | None = None):
+                    record: bool = False, scheduler: DDIMScheduler | None = None,
+                    finish: bool = True, grad: bool = False):
     """Forecast sequences (B, T, C, H, W) in model space from past frames (B, P, C, H, W).
 
     ``prompt_length``: past frames given as conditioning; ``guide_frames``/``tau``: guided
     sampling (0 frames: off); ``eta`` > 0: stochastic DDIM (needed for log-probabilities);
     ``record``: also return the trajectory as a list of :class:`Step` (in the model's own
     space: residuals over the base where it has one). The returned future positions are the
-    forecast (base added, density matched).
+    forecast (base added, density matched); ``finish=False`` returns the model's own sample.
+    Runs without gradients unless ``grad`` (few-step distillation differentiates through it).
     """
-    cfg = model.config
-    scheduler = scheduler or make_scheduler(cfg, "ddim")
-    scheduler.set_timesteps(steps, device=past.device)
-    b = past.shape[0]
-    shape = (b, cfg.frames, cfg.bins, past.shape[-2], past.shape[-1])
-    sample = torch.randn(shape, generator=generator, device=past.device)
-    prompt_noise = torch.randn(past.shape, generator=generator, device=past.device)
-    base = forecast_base(past, cfg)
-    cond, mask = make_condition(past, prompt_length, cfg.frames, base)
-    trajectory: list[Step] = []
-    for t in scheduler.timesteps.tolist():
-        if guide_frames and t >= tau:
-            sample = guided_replace(sample, past, prompt_noise, scheduler.alphas_cumprod[t],
-                                    guide_frames)
-        mean, std = step_distribution(model, scheduler, sample, t, cond, mask, eta)
-        if std > 0:
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device)
-            prev = mean + std * noise
-        else:
-            prev = mean
-        if record:
-            lp = gaussian_log_prob(prev, mean, std) if std > 0 else torch.zeros(b)
-            trajectory.append(Step(t, sample, prev, lp, mean, std))
-        sample = prev
-    sample = finish_forecast(sample, past, base, cfg)
-    return (sample, trajectory) if record else sample
+    with torch.set_grad_enabled(grad):
+        cfg = model.config
+        scheduler = scheduler or make_scheduler(cfg, "ddim")
+        scheduler.set_timesteps(steps, device=past.device)
+        b = past.shape[0]
+        shape = (b, cfg.frames, cfg.bins, past.shape[-2], past.shape[-1])
+        sample = torch.randn(shape, generator=generator, device=past.device)
+        prompt_noise = torch.randn(past.shape, generator=generator, device=past.device)
+        base = forecast_base(past, cfg)
+        cond, mask = make_condition(past, prompt_length, cfg.frames, base)
+        trajectory: list[Step] = []
+        for t in scheduler.timesteps.tolist():
+            if guide_frames and t >= tau:
+                sample = guided_replace(sample, past, prompt_noise, scheduler.alphas_cumprod[t],
+                                        guide_frames)
+            mean, std = step_distribution(model, scheduler, sample, t, cond, mask, eta)
+            if std > 0:
+                noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+                prev = mean + std * noise
+            else:
+                prev = mean
+            if record:
+                lp = gaussian_log_prob(prev, mean, std) if std > 0 else torch.zeros(b)
+                trajectory.append(Step(t, sample, prev, lp, mean, std))
+            sample = prev
+        if finish:
+            sample = finish_forecast(sample, past, base, cfg)
+        return (sample, trajectory) if record else sample
 
 
 def finish_forecast(sample: torch.Tensor, past: torch.Tensor, base: torch.Tensor | None,
