@@ -113,11 +113,18 @@ forecast-report: setup
 	$(FORECAST) export --to models/forecast
 	$(FORECAST) report --docs docs --segmentation-checkpoint $(SEG_CHECKPOINT)
 
-# Generative event pretraining, GEP stage 2 (issue 11): tokens of the default model's aligned
-# encoders -> causal transformer -> next-window prediction vs copy-last on the held-out
-# recordings -> docs/gep.{md,json,*.png} (about 15 min on a shared 2-core CPU). Needs
-# out/train/default (the distilled student with its teacher and heads).
+# Generative event pretraining, GEP stage 2 (issues 11, 20): the reproduction's recordings and its
+# 'default' row (the distilled student with its teacher and heads, out/train/default; finished
+# stages are reused) -> tokens of its aligned encoders -> the causal transformer predicting the
+# update over the mean of the last two windows, and two variants -> next-window prediction vs
+# copy-last and mean-of-last-two on the held-out recordings -> docs/gep.{md,json,*.png}.
 .PHONY: gep-report
+GEP := OMP_NUM_THREADS=1 EVENT_FM_VENV=$(abspath $(VENV)) nice -n 5 bash scripts/with_env.sh \
+  $(PY) -m event_fm.cli.main train gep
 gep-report: setup
-	OMP_NUM_THREADS=1 EVENT_FM_VENV=$(abspath $(VENV)) nice -n 5 bash scripts/with_env.sh \
-	  $(PY) -m event_fm.cli.main train gep report --config training/configs/gep.yaml --docs docs
+	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_reproduction_data.sh data/generated/repro_sim
+	$(RUN) $(PY) -m event_fm.cli.main train distill rows --config training/configs/default.yaml \
+	  --rows default
+	$(GEP) fit --config training/configs/gep.yaml --into fit_last --set model.reference=last
+	$(GEP) fit --config training/configs/gep.yaml --into fit_grid --set "model.agg_grid=[6, 8]"
+	$(GEP) report --config training/configs/gep.yaml --docs docs

@@ -56,6 +56,7 @@ def setup(tmp_path_factory):
         "data": {"root": str(tmp / "data"), "train": "train", "heldout": {"test": "heldout"}},
         "tokens": {"batch_size": 4},
         "model": {"width": 32, "depth": 1, "num_heads": 2, "agg_grid": [2, 2],
+                  "reference": "mean_last2",
                   "max_windows": 4},
         "fit": {"windows": 4, "steps": 4, "batch_size": 4, "lr": 0.001, "log_every": 2,
                 "checkpoint_every": 2, "device": "cpu"},
@@ -73,13 +74,16 @@ def test_report_writes_docs_with_exact_keys(setup):
     tmp, rc = setup
     assert rc == 0
     summary = json.loads((tmp / "docs" / "gep.json").read_text())
-    assert set(summary) == {"copy_last", "gep"}
+    assert set(summary) == {"copy_last", "mean_last2", "gep"}
     for values in summary.values():
         assert set(values) == {"feature_mse", "depth_mae_10m"}
         assert all(np.isfinite(v) and v >= 0 for v in values.values())
     for name in ("gep.md", "gep_horizon.png", "gep_depth.png", "gep_loss.png"):
         assert (tmp / "docs" / name).stat().st_size > 0
-    assert "| copy_last |" in (tmp / "docs" / "gep.md").read_text()
+    text = (tmp / "docs" / "gep.md").read_text()
+    assert "| copy_last |" in text and "| mean_last2 |" in text
+    assert "## Targets (issue 20)" in text
+    assert "- feature_mse: GEP" in text and "- depth probe on held-out test: GEP features" in text
 
 
 def test_token_cache_is_time_ordered_and_copy_last_matches_by_hand(setup):
@@ -109,3 +113,18 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     config.write_text(yaml.safe_dump({"checkpoints": [str(tmp_path / "nope")]}))
     assert train_main(["gep", "tokens", "--config", str(config)]) == 1
     assert "no checkpoint found" in capsys.readouterr().err
+
+
+def test_fit_into_a_variant_folder_with_its_own_settings(setup):
+    """`fit --into NAME` trains beside the main fit (ROOT/NAME) with the overrides given, for
+    the report's evaluate.variants; the main fit is left as it was."""
+    tmp, _ = setup
+    (root,) = [p.parent for p in (tmp / "out").glob("*/tokens")]
+    main_config = (root / "fit" / "model" / "config.json").read_text()
+    rc = train_main(["gep", "fit", "--config", str(tmp / "gep.yaml"), "--into", "fit_last",
+                     "--set", "model.reference=last", "--steps", "2", "--device", "cpu"])
+    assert rc == 0
+    variant = json.loads((root / "fit_last" / "model" / "config.json").read_text())
+    assert variant["config"]["reference"] == "last"
+    assert json.loads(main_config)["config"]["reference"] == "mean_last2"
+    assert (root / "fit" / "model" / "config.json").read_text() == main_config

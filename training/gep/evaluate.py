@@ -226,9 +226,10 @@ def pooled(per_set: dict[str, dict], key: str, method: str) -> float:
 
 
 def summary_json(per_set: dict[str, dict]) -> dict:
-    """docs/gep.json: exactly copy_last and gep, each with feature_mse and depth_mae_10m."""
+    """docs/gep.json: exactly copy_last, mean_last2 and gep, each with feature_mse and
+    depth_mae_10m."""
     return {m: {k: pooled(per_set, k, m) for k in ("feature_mse", "depth_mae_10m")}
-            for m in ("copy_last", "gep")}
+            for m in ("copy_last", "mean_last2", "gep")}
 
 
 __all__ = ["METHODS", "Anchor", "DepthDecoder", "anchors", "evaluate_set", "horizon_curve",

@@ -29,8 +29,10 @@ class GEPSession:
     """What the gep steps share: the aligned encoders, the splits, the device and the caches
     under ROOT (each step reads the previous one's files, so they also run one by one)."""
 
-    def __init__(self, config: dict, checkpoint: Path, root: Path, device: str | None = None):
+    def __init__(self, config: dict, checkpoint: Path, root: Path, device: str | None = None,
+                 fit_name: str = "fit"):
         self.config, self.checkpoint, self.root = config, Path(checkpoint), Path(root)
+        self.fit_name = fit_name  # ROOT/<fit_name>: variants train beside the main fit
         self.device = resolve_device(device or config.get("fit", {}).get("device", "auto"))
         data = config.get("data", {})
         self.data_root = data.get("root", "out/train/default/data")
@@ -82,7 +84,7 @@ class GEPSession:
     # -- fit -----------------------------------------------------------------------------
     @property
     def fit_dir(self) -> Path:
-        return self.root / "fit"
+        return self.root / self.fit_name
 
     def gep_config(self, token_dim: int) -> GEPConfig:
         return GEPConfig.from_dict({**self.config.get("model", {}), "token_dim": token_dim,

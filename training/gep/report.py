@@ -152,7 +152,7 @@ def markdown(report: dict, doc: Report | None = None, root: Path | None = None) 
         + ("each token predicts its slot in the next group (a whole group per pass, GEP's "
            "aggregated next-token target); " if cfg.get("target", "token") == "group" else
            "each token predicts the next token (decoded one at a time); ")
-        + ("the head predicts the change from the same slot one window earlier; the first "
+        + (f"the head predicts the change from {_reference_words(cfg)}; the first "
            "window of each training sequence is context only." if cfg.get("residual") else
            "the head predicts tokens directly."),
     ]
@@ -163,10 +163,11 @@ def markdown(report: dict, doc: Report | None = None, root: Path | None = None) 
                      f"{fit.get('seconds', 0) / 60:.1f} min on this machine.")
     lines += ["", "## Result (docs/gep.json: all held-out sets pooled)", "",
               "| | feature MSE | depth MAE@10m (m) |", "|---|---|---|"]
-    for m in ("copy_last", "gep"):
-        lines.append(f"| {m} | {_f(summary[m]['feature_mse'])} | "
-                     f"{_f(summary[m]['depth_mae_10m'], 3)} |")
-    lines.append("")
+    for m in ("copy_last", "mean_last2", "gep"):
+        if m in summary:
+            lines.append(f"| {m} | {_f(summary[m]['feature_mse'])} | "
+                         f"{_f(summary[m]['depth_mae_10m'], 3)} |")
+    lines += ["", "## Targets (issue 20)", "", *target_lines(report), ""]
     for name, r in report["sets"].items():
         lines += [f"### held-out {name} ({r['windows']} predicted windows)", ""]
         lines += method_table(r) + [""]
@@ -184,6 +185,35 @@ def markdown(report: dict, doc: Report | None = None, root: Path | None = None) 
                                        "loss.png")
     doc.raw(findings(report))
     return doc.markdown()
+
+
+def _reference_words(cfg: dict) -> str:
+    if cfg.get("reference", "last") == "mean_last2":
+        return "the mean of the same slot in the last two windows"
+    return "the same slot one window earlier"
+
+
+def target_lines(report: dict) -> list[str]:
+    """Issue 20's GEP targets, checked on the pooled numbers: next-window feature MSE and
+    predicted-depth MAE below the mean of the last two windows, and a depth probe on GEP's
+    features no worse than on the student's tokens (every held-out set)."""
+    s = report["summary"]
+    lines = []
+    if "mean_last2" in s:
+        for key, unit, digits in (("feature_mse", "", 4), ("depth_mae_10m", " m", 3)):
+            g, m = s["gep"][key], s["mean_last2"][key]
+            lines.append(f"- {key}: GEP {_f(g, digits)}{unit} vs mean of the last two windows "
+                         f"{_f(m, digits)}{unit} ({change(g, m)}; "
+                         f"{'met' if g < m else 'missed'})")
+    probe = report.get("probe")
+    if probe:
+        for name in probe["student_tokens"]:
+            a = probe["gep_features"][name]["depth_mae_10m"]
+            b = probe["student_tokens"][name]["depth_mae_10m"]
+            lines.append(f"- depth probe on held-out {name}: GEP features {_f(a, 3)} m vs the "
+                         f"student's tokens {_f(b, 3)} m ({'met' if a <= b else 'missed'}: no "
+                         "worse)")
+    return lines
 
 
 def cfg_stride(report: dict) -> int:

@@ -37,7 +37,7 @@ def _session(ctx: Context):
     from training.gep.pipeline import GEPSession
 
     return GEPSession(ctx.config, resolve_checkpoint(ctx.config, ctx.opt("checkpoint")),
-                      ctx.root, ctx.opt("device"))
+                      ctx.root, ctx.opt("device"), ctx.opt("into") or "fit")
 
 
 def _tokens(ctx: Context) -> None:
@@ -45,7 +45,9 @@ def _tokens(ctx: Context) -> None:
 
 
 def _fit(ctx: Context) -> None:
-    _session(ctx).fit(ctx.opt("steps"))  # writes ROOT/fit/summary.json with the model size
+    session = _session(ctx)
+    session.tokens()  # cached ones are reused
+    session.fit(ctx.opt("steps"))  # writes ROOT/<into>/summary.json with the model size
 
 
 def _evaluate(ctx: Context) -> None:
@@ -72,7 +74,9 @@ _MAX = option("--max-samples", type=int, default=None,
 FAMILY = Family("gep", "generative event pretraining, stage 2 (GEP)", {
     "tokens": Step("encode every window with the aligned encoders (cached in ROOT/tokens)",
                    _tokens, (_MAX,)),
-    "fit": Step("train the causal transformer by next-token regression", _fit),
+    "fit": Step("train the causal transformer by next-token regression (--into NAME: into "
+                "ROOT/NAME, for the report's evaluate.variants)", _fit,
+                (option("--into", default=None, help="output folder under ROOT (default fit)"),)),
     "evaluate": Step("next-window prediction vs copy-last on held-out recordings", _evaluate),
     "report": Step("tokens -> fit -> evaluate (finished steps reused) -> docs/gep.{md,json,png}",
                    _report, (_MAX,)),
