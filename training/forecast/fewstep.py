@@ -21,13 +21,13 @@ import torch.nn.functional as F
 from event_fm.models.forecast import load_forecaster, make_scheduler, save_forecaster
 from event_fm.models.forecast.sampling import sample_forecast
 from training.forecast.data import SequenceDataset, training_recordings
-from training.runner import Task
+from training.forecast.train import SequenceTask
 
 #: keys of the ``fewstep`` section that are not runner options
 FEWSTEP_KEYS = ("teacher_steps", "student_steps")
 
 
-class FewStepTask(Task):
+class FewStepTask(SequenceTask):
     def __init__(self, config: dict, teacher_path: str | Path, own: dict):
         self.teacher = load_forecaster(teacher_path).eval().requires_grad_(False)
         if not hasattr(self.teacher.config, "data_scale"):
@@ -47,33 +47,24 @@ class FewStepTask(Task):
         self.scheduler = make_scheduler(cfg, "ddim")
         self.teacher_path = str(teacher_path)
 
-    def trainable(self) -> torch.nn.Module:
-        return self.model
-
-    def dataset(self):
-        return self._dataset
-
-    def collate(self, samples: list) -> torch.Tensor:
-        return torch.stack(samples)
-
-    def _sample(self, model, past, steps, seed):
-        return sample_forecast(model, past, steps, self.prompt_length, self.guide, self.tau,
-                               generator=torch.Generator(device=past.device).manual_seed(seed),
-                               scheduler=self.scheduler, finish=False)
-
     def losses(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         device = next(self.model.parameters()).device
         cfg = self.cfg
         past = batch[:, :cfg.past].to(device) * cfg.data_scale
         seed = int(torch.randint(0, 2**31 - 1, (1,)))
-        with torch.no_grad():
-            target = self._sample(self.teacher, past, self.teacher_steps, seed)[:, cfg.past:]
-        model = getattr(self, "ddp_module", self.model)
-        pred = sample_forecast(model, past, self.student_steps, self.prompt_length, self.guide,
-                               self.tau, scheduler=self.scheduler, finish=False, grad=True,
-                               generator=torch.Generator(device=device).manual_seed(seed))
-        loss = F.mse_loss(pred[:, cfg.past:], target)
+        target = self._sample(self.teacher, past, self.teacher_steps, seed, grad=False)
+        pred = self._sample(getattr(self, "ddp_module", self.model), past, self.student_steps,
+                            seed, grad=True)
+        loss = F.mse_loss(pred[:, cfg.past:], target[:, cfg.past:])
         return {"loss": loss}
+
+    def _sample(self, model, past: torch.Tensor, steps: int, seed: int,
+                grad: bool) -> torch.Tensor:
+        """The model's own sample (before the base and the density) from the noise of
+        ``seed``: teacher and student start from the same draw."""
+        return sample_forecast(model, past, steps, self.prompt_length, self.guide, self.tau,
+                               generator=torch.Generator(device=past.device).manual_seed(seed),
+                               scheduler=self.scheduler, finish=False, grad=grad)
 
     def save_final(self, out_dir: Path) -> None:
         save_forecaster(self.model, Path(out_dir) / "model",

@@ -34,7 +34,7 @@ def train_dataset(config: dict, frames: int, past: int) -> SequenceDataset:
                            flip=True)
 
 
-class _SequenceTask(Task):
+class SequenceTask(Task):
     """What both forecasters share: one model trained on stacked cached sequences."""
 
     model: torch.nn.Module
@@ -53,7 +53,7 @@ class _SequenceTask(Task):
         save_forecaster(self.model, Path(out_dir) / "model")
 
 
-class DiffusionTask(_SequenceTask):
+class DiffusionTask(SequenceTask):
     def __init__(self, config: dict):
         self.config = config
         model_cfg = dict(config.get("model", {}))
@@ -99,7 +99,7 @@ def diffusion_loss(model, cfg: ForecastConfig, scheduler, seq: torch.Tensor,
     return {"loss": loss, "future_mse": future.detach()}
 
 
-class SimVPTask(_SequenceTask):
+class SimVPTask(SequenceTask):
     def __init__(self, config: dict):
         self.config = config
         self.model_config = SimVPConfig.from_dict(dict(config.get("simvp_model", {})),
