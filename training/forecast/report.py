@@ -397,11 +397,13 @@ loss curves), `forecast_align.png` (alignment curves).
   PPO surrogate on the reverse steps' probability ratios plus a KL term to the frozen
   pre-trained model (equal-variance Gaussians: |mu - mu_ref|^2 / 2 sigma^2).
 - **Baselines**: copy-last-frame, all-zero, motion-compensated extrapolation
-  (`event_fm/models/forecast/motion.py`: Farneback flow between the last two past frames'
-  blurred event densities, the last frame carried k flow steps for horizon k, so the event
-  count follows the observed one), and a SimVP-style CNN (per-frame encoder, a
+  (`event_fm/models/forecast/motion.py`: Farneback flow between the blurred event densities
+  of the last two past frames and of the two before, every event pixel of the last frame
+  carried k flow steps along its own flow for horizon k, so the event count follows the
+  observed one), and a SimVP-style CNN (per-frame encoder, a
   translator of depthwise 7x7 + MLP blocks over the stacked past features, per-frame decoder),
-  trained on the same sequences with the same number of steps and batch size.
+  trained on the same sequences and batch size (a third of the diffusion model's steps: its
+  MSE loss flattens early, `forecast_loss.png`).
 - **Metrics**, first those that predicting nothing cannot win: downstream segmentation mIoU,
   encoder-FD and the structure F1 (where the events are: pixels with sum |voxel| > 0.05, a
   prediction right within 1 px of a true one and vice versa; the zero forecast scores 0); then

@@ -3,7 +3,7 @@
 DiffusionTask: x0-prediction (E-Motion's Eq. 4 estimates the clean sample) with diffusers'
 DDPMScheduler for the forward noising, random prompt lengths (E-Motion: 1-3), loss on the
 positions not given as prompt. SimVPTask: the deterministic baseline, MSE on the future frames.
-Both read the same cached sequences with the same step budget.
+Both read the same cached sequences (step budgets in the config).
 """
 
 from __future__ import annotations
