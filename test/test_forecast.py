@@ -357,6 +357,31 @@ def test_motion_compensated_forecast_moves_the_structure():
     assert float(pred[0, 4, :, 26:38, 8 + 3 * 8:8 + 3 * 8 + 12].abs().sum()) > 0.95 * float(mass[4])
 
 
+def test_similarity_motion_is_one_global_transform_fitted_to_the_flow():
+    from event_fm.models.forecast.motion import motion_compensated_forecast, similarity_flow
+
+    gy, gx = np.mgrid[0:64, 0:64].astype(np.float32)
+    angle, scale, shift = np.deg2rad(2.0), 1.01, (1.5, -0.5)
+    cx, cy = 32.0, 32.0
+    x2 = scale * (np.cos(angle) * (gx - cx) - np.sin(angle) * (gy - cy)) + cx + shift[0]
+    y2 = scale * (np.sin(angle) * (gx - cx) + np.cos(angle) * (gy - cy)) + cy + shift[1]
+    truth = np.stack([x2 - gx, y2 - gy], axis=-1).astype(np.float32)
+    noisy = truth.copy()
+    rng = np.random.default_rng(0)
+    outliers = rng.random(truth.shape[:2]) < 0.2
+    noisy[outliers] += rng.normal(0, 8, (int(outliers.sum()), 2)).astype(np.float32)
+    density = np.full((64, 64), 200, np.uint8)
+    fitted = similarity_flow(noisy, density)
+    assert np.abs(fitted - truth).max() < 0.05  # RANSAC ignores the 20% outliers
+    assert not similarity_flow(noisy, np.zeros_like(density)).any()  # no events: no motion
+    seq = _moving_square(9)
+    pred = motion_compensated_forecast(seq[:, :4], 5, "similarity")
+    shifted = float(pred[0, 4, :, 26:38, 8 + 3 * 8:8 + 3 * 8 + 12].abs().sum())
+    assert shifted > 0.95 * float(seq[0, 3].abs().sum())  # the square moved 3 px a frame
+    with pytest.raises(ValueError, match="motion must be one of"):
+        motion_compensated_forecast(seq[:, :4], 2, "affine")
+
+
 def test_structure_f1_cannot_be_won_by_predicting_nothing():
     from training.forecast.metrics import structure_f1
 

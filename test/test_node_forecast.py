@@ -181,11 +181,13 @@ def test_forecast_outputs_over_dds(tiny_forecaster):
     assert int(values["forecasts_computed"]) >= len(windows)
 
 
-def test_motion_method_carries_the_moving_edge_forward(tiny_forecaster):
-    """forecast_method 'motion': the last past frame moved along the past frames' flow, no
-    sampling: a vertical edge sweeping right keeps sweeping right in the forecast."""
+@pytest.mark.parametrize("method", ["motion", "motion_similarity"])
+def test_motion_method_carries_the_moving_edge_forward(tiny_forecaster, method):
+    """forecast_method 'motion' / 'motion_similarity': the last past frame moved along the past
+    frames' flow (dense, or one similarity fitted to it), no sampling: a vertical edge sweeping
+    right keeps sweeping right in the forecast."""
     forecaster = LiveForecaster.from_checkpoint(
-        tiny_forecaster, ForecastSettings(horizon=HORIZON, method="motion"))
+        tiny_forecaster, ForecastSettings(horizon=HORIZON, method=method))
     speed = 40.0 / FRAME_NS  # sensor px per ns on a 480x480 sensor: 1.33 forecast px per frame
     t = np.arange(0, 80_000_000, 20_000, dtype=np.int64)
     rows = np.tile(np.arange(100, 380, 4), len(t))

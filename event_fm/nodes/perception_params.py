@@ -14,10 +14,11 @@ PARAMS = [
               "(empty: the shipped models/reconstruction)"),
     ParamSpec("forecast_checkpoint", "", "diffusion forecaster for ~/forecast (empty: the "
               "shipped models/forecast)"),
-    ParamSpec("forecast_method", "diffusion", "~/forecast from the diffusion forecaster or from "
-              "motion-compensated extrapolation of the past frames (milliseconds; on the real "
-              "driver bags nearer the truth than the diffusion samples)",
-              choices=("diffusion", "motion")),
+    ParamSpec("forecast_method", "diffusion", "~/forecast from the diffusion forecaster (the "
+              "residual over the motion-compensated frame) or from motion-compensated "
+              "extrapolation of the past frames alone, along their dense flow ('motion') or "
+              "one similarity fitted to it ('motion_similarity'); milliseconds, no sampling",
+              choices=("diffusion", "motion", "motion_similarity")),
     ParamSpec("forecast_steps", 10, "denoising steps per forecast", min=1, max=1000),
     ParamSpec("forecast_horizon", 10, "future 20 ms frames published (at most the model's)",
               min=1, max=100),

@@ -78,7 +78,7 @@ class ForecastResult:
     prompt: np.ndarray | None = field(default=None, repr=False)  # the past frames, same units
 
 
-FORECAST_METHODS = ("diffusion", "motion")
+FORECAST_METHODS = ("diffusion", "motion", "motion_similarity")
 
 
 @dataclass
@@ -145,8 +145,9 @@ class LiveForecaster:
         events = self.history.events(t_start, int(t_end))
         past = frames_from_events(events, t_start, cfg.past, width, height, cfg.bins, cfg.size)
         normalized, scale = normalize_by_prompt(past[None], cfg.past)
-        if s.method == "motion":
-            future = motion_compensated_forecast(normalized[:, :cfg.past], s.horizon)[0]
+        if s.method in ("motion", "motion_similarity"):
+            motion = "similarity" if s.method == "motion_similarity" else "dense"
+            future = motion_compensated_forecast(normalized[:, :cfg.past], s.horizon, motion)[0]
             future = future.clamp(-1, 1)
         else:
             x0 = sample_forecast(self.model, normalized.to(self.device) * cfg.data_scale,

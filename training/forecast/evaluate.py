@@ -49,7 +49,8 @@ def baseline_forecasts(past: torch.Tensor, horizon: int,
                        simvp: torch.nn.Module | None) -> dict[str, torch.Tensor]:
     out = {"copy_last": past[:, -1:].expand(-1, horizon, -1, -1, -1).clone(),
            "zero": torch.zeros(past.shape[0], horizon, *past.shape[2:]),
-           "motion_comp": motion_compensated_forecast(past, horizon)}
+           "motion_comp": motion_compensated_forecast(past, horizon),
+           "motion_comp_similarity": motion_compensated_forecast(past, horizon, "similarity")}
     if simvp is not None:
         with torch.no_grad():
             out["simvp"] = torch.cat([simvp(past[i:i + 16]) for i in range(0, len(past), 16)])
