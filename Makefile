@@ -126,5 +126,6 @@ gep-report: setup
 	$(RUN) $(PY) -m event_fm.cli.main train distill rows --config training/configs/default.yaml \
 	  --rows default
 	$(GEP) fit --config training/configs/gep.yaml --into fit_last --set model.reference=last
-	$(GEP) fit --config training/configs/gep.yaml --into fit_grid --set "model.agg_grid=[6, 8]"
+	$(GEP) fit --config training/configs/gep.yaml --into fit_grid --set "model.agg_grid=[6, 8]" \
+	  --steps 600
 	$(GEP) report --config training/configs/gep.yaml --docs docs
