@@ -97,8 +97,8 @@ reconstruct-report: setup
 # Motion forecasting (E-Motion, issues 10, 20): 20 ms voxel frames (3 bins, 128x128) from the
 # simulated recordings (scripts/simulate_forecast_data.sh) and the real bags, the diffusion forecaster and
 # the SimVP-style baseline, reward alignment, the shipped models/forecast and the report in
-# docs/forecast.{md,json,*.png} (about 45 min on a shared 2-core CPU; SEG_CHECKPOINT: the model
-# whose segmentation scores the forecasts downstream).
+# docs/forecast.{md,json,*.png} (about 1.5 h on a 2-core CPU; SEG_CHECKPOINT: the model whose
+# segmentation scores the forecasts downstream).
 .PHONY: forecast-report
 SEG_CHECKPOINT ?= models/default
 FORECAST := OMP_NUM_THREADS=1 EVENT_FM_VENV=$(abspath $(VENV)) nice -n 5 bash scripts/with_env.sh \

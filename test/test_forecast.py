@@ -515,3 +515,13 @@ def test_data_step_splits_a_real_bag_between_training_and_evaluation(tmp_path, c
     capsys.readouterr()
     assert _cli("data", "--config", str(path)) != 0
     assert "splits that do not exist: ['heldout']" in capsys.readouterr().err
+
+
+def test_targets_are_checked_on_the_shipped_sampling_setting():
+    from training.forecast.report import shipped_row
+
+    rows = {"diffusion": {}, "diffusion_aligned": {}, "diffusion_1step": {}}
+    assert shipped_row(rows, 1) == "diffusion_1step"
+    assert shipped_row(rows, 10) == "diffusion_aligned"
+    assert shipped_row({"diffusion": {}}, 1) == "diffusion"
+    assert shipped_row({"copy_last": {}}, 10) is None

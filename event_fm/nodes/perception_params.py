@@ -19,7 +19,9 @@ PARAMS = [
               "extrapolation of the past frames alone, along their dense flow ('motion') or "
               "one similarity fitted to it ('motion_similarity'); milliseconds, no sampling",
               choices=("diffusion", "motion", "motion_similarity")),
-    ParamSpec("forecast_steps", 10, "denoising steps per forecast", min=1, max=1000),
+    ParamSpec("forecast_steps", 1, "denoising steps per forecast (1: the model's clean-sample "
+              "estimate, ~80 ms on one CPU thread and the best scores in docs/forecast.md)",
+              min=1, max=1000),
     ParamSpec("forecast_horizon", 10, "future 20 ms frames published (at most the model's)",
               min=1, max=100),
     ParamSpec("forecast_guide_frames", 4, "past frames injected by guided sampling (0: off)",
