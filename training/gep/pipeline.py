@@ -183,6 +183,9 @@ class GEPSession:
                 out[name][split.removeprefix("heldout_")] = {
                     "feature_mse": r["gep"]["feature_mse"],
                     "depth_mae_10m": r["gep"]["depth_mae_10m"],
-                    "copy_last_feature_mse": r["copy_last"]["feature_mse"]}
+                    "copy_last_feature_mse": r["copy_last"]["feature_mse"],
+                    # the references at the variant's own token grid
+                    "mean_last2_feature_mse": r["mean_last2"]["feature_mse"],
+                    "mean_last2_depth_mae_10m": r["mean_last2"]["depth_mae_10m"]}
         return out
 

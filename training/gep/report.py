@@ -98,13 +98,17 @@ def variant_section(variants: dict | None) -> list[str]:
         return []
     lines = ["## Variants", "",
              "Other transformers trained on the same tokens, scored the same way one window "
-             "ahead (copy-last for comparison):", "",
-             "| variant | set | feature MSE | copy-last feature MSE | depth MAE@10m (m) |",
-             "|---|---|---|---|---|"]
+             "ahead, with copy-last and the mean of the last two windows at the variant's own "
+             "token grid:", "",
+             "| variant | set | feature MSE | copy-last | mean of last two | depth MAE@10m (m) "
+             "| mean of last two |", "|---|---|---|---|---|---|---|"]
     for name, sets in variants.items():
         for s, r in sets.items():
             lines.append(f"| {name} | {s} | {_f(r['feature_mse'])} | "
-                         f"{_f(r['copy_last_feature_mse'])} | {_f(r['depth_mae_10m'], 3)} |")
+                         f"{_f(r['copy_last_feature_mse'])} | "
+                         f"{_f(r.get('mean_last2_feature_mse'))} | "
+                         f"{_f(r['depth_mae_10m'], 3)} | "
+                         f"{_f(r.get('mean_last2_depth_mae_10m'), 3)} |")
     return lines + [""]
 
 
