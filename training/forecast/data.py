@@ -80,7 +80,8 @@ def frame_slice(count: int, fractions: list[float] | None) -> slice:
 
 
 def _cached_fractions(path: Path) -> list[float] | None:
-    return torch.load(path, weights_only=True).get("fractions")
+    """The frame range a cache file was cut with (memory-mapped: the frames are not read)."""
+    return torch.load(path, weights_only=True, mmap=True).get("fractions")
 
 
 def build_frames(splits: dict[str, list[str]], root: str | Path, bins: int = 3,

@@ -3,6 +3,7 @@ real bags; writes docs/forecast.md, docs/forecast.json and the plots docs/foreca
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import platform
@@ -220,8 +221,6 @@ def loss_flattening(log_csv: Path) -> dict | None:
     change of a few percent says the curve has flattened at this learning-rate schedule."""
     if not log_csv.exists():
         return None
-    import csv
-
     rows = [r for r in csv.DictReader(log_csv.open()) if r.get("loss")]
     if len(rows) < 20:
         return None
@@ -235,8 +234,6 @@ def loss_flattening(log_csv: Path) -> dict | None:
 
 def save_loss_plot(out: Path, path: Path) -> None:
     """Training loss curves of the diffusion forecaster and SimVP (log.csv of their fits)."""
-    import csv
-
     import matplotlib
 
     matplotlib.use("Agg")

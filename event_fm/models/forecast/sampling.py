@@ -161,10 +161,10 @@ def finish_forecast(sample: torch.Tensor, past: torch.Tensor, base: torch.Tensor
                     config: ForecastConfig) -> torch.Tensor:
     """The model's sample (B, T, C, H, W) -> the forecast: base added to the future positions,
     density matched to the past where the model asks for it."""
+    if base is None and config.density == "free":
+        return sample
     p = config.past
     future = sample[:, p:] if base is None else sample[:, p:] + base
     if config.density == "past":
         future = match_past_density(future, past)
-    if base is None and config.density == "free":
-        return sample
     return torch.cat([sample[:, :p], future], dim=1)
