@@ -58,6 +58,12 @@ def test_every_step_takes_the_common_options():
             assert args.set == ["a.b=1"] and args._family is family
 
 
+def test_every_set_option_counts():
+    """--set given several times keeps them all (the last one used to replace the others)."""
+    args = parse(["gep", "fit", "--config", "c.yaml", "--set", "a=1", "b=2", "--set", "c=3"])
+    assert args.set == ["a=1", "b=2", "c=3"]
+
+
 def test_one_output_rule():
     fams = families()
     args = parse(["forecast", "fit", "--model", "simvp"])

@@ -104,7 +104,7 @@ def test_token_cache_is_time_ordered_and_copy_last_matches_by_hand(setup):
     assert metrics["sets"]["test"]["windows"] == 7
     assert metrics["fit"]["steps"] == 4
     assert len(metrics["sets"]["test"]["horizon"]["gep"]["feature_mse"]) == 2
-    for kind in ("student_tokens", "gep_features"):
+    for kind in ("student_tokens", "gep_features", "student_and_gep"):
         assert np.isfinite(metrics["probe"][kind]["test"]["depth_mae_10m"])
 
 
@@ -128,3 +128,106 @@ def test_fit_into_a_variant_folder_with_its_own_settings(setup):
     assert variant["config"]["reference"] == "last"
     assert json.loads(main_config)["config"]["reference"] == "mean_last2"
     assert (root / "fit" / "model" / "config.json").read_text() == main_config
+
+
+def test_fitted_reference_and_validated_update_scale_end_to_end(setup):
+    """`model.reference: ar` with `fit.validation_recordings`: the last training recording is
+    left out, the update scale fitted on it is in the saved model and the fit summary, and the
+    evaluation scores the fitted reference alone beside GEP."""
+    from event_fm.models.gep import load_gep
+    from training.gep.evaluate import evaluate_set
+    from training.gep.pipeline import GEPSession
+
+    tmp, _ = setup
+    (root,) = [p.parent for p in (tmp / "out").glob("*/tokens")]
+    rc = train_main(["gep", "fit", "--config", str(tmp / "gep.yaml"), "--into", "fit_ar",
+                     "--set", "model.reference=ar", "--set", "model.ar_windows=2",
+                     "--set", "fit.validation_recordings=1", "fit.validate_every=1",
+                     "--steps", "3",
+                     "--device", "cpu"])
+    assert rc == 0
+    summary = json.loads((root / "fit_ar" / "summary.json").read_text())
+    assert summary["training_recordings"] == 1
+    cal = summary["calibration"]
+    assert 0.0 <= cal["update_scale"] <= 1.0
+    assert cal["validation_windows"] == 8  # two runs of 4 windows from the 10 of rec_b
+    assert cal["validation_mse_scaled_update"] <= cal["validation_mse_reference"] + 1e-9
+    # scored before every step and after the last; the saved state is the best of them
+    assert len(cal["curve"]) == 4
+    best = min(cal["curve"], key=lambda c: c["validation_mse_scaled_update"])
+    assert cal["best_step"] == best["step"]
+    assert cal["validation_mse_scaled_update"] == pytest.approx(
+        best["validation_mse_scaled_update"], rel=1e-5)
+    model = load_gep(root / "fit_ar" / "model")
+    assert float(model.update_scale) == pytest.approx(cal["update_scale"])
+    assert model.ar_weights.shape == (2, 2, model.config.token_dim)
+    assert not torch.equal(model.ar_weights[:, 0], torch.ones_like(model.ar_weights[:, 0]))
+    config = yaml.safe_load((tmp / "gep.yaml").read_text())
+    session = GEPSession(config, tmp / "ckpt", root, device="cpu")
+    from event_fm.models import load_model
+
+    result = evaluate_set(model, load_model(tmp / "ckpt"), session.load("heldout_test"),
+                          context=3, horizons=0, batch_size=4)
+    assert {"linear_extrapolation", "gep", "mean_last2"} <= set(result)
+    if cal["update_scale"] == 0.0:  # no update: GEP is its reference exactly
+        assert result["gep"]["feature_mse"] == pytest.approx(
+            result["linear_extrapolation"]["feature_mse"], rel=1e-5)
+
+
+def test_report_reuses_a_current_fit_and_retrains_a_stale_one(setup):
+    tmp, _ = setup
+    (root,) = [p.parent for p in (tmp / "out").glob("*/tokens")]
+    weights = root / "fit" / "model" / "model.safetensors"
+    argv = ["gep", "report", "--config", str(tmp / "gep.yaml"), "--docs", str(tmp / "docs2"),
+            "--device", "cpu"]
+    before = weights.stat().st_mtime_ns
+    assert train_main(argv) == 0
+    assert weights.stat().st_mtime_ns == before  # same config: the fit is reused
+    assert train_main(argv + ["--set", "model.dropout=0.1"]) == 0
+    assert weights.stat().st_mtime_ns != before  # another model config: trained again
+    assert json.loads((root / "fit" / "model" / "config.json").read_text())[
+        "config"]["dropout"] == 0.1
+    assert train_main(argv + ["--set", "model.dropout=0.1", "fit.lr=0.002"]) == 0
+    assert json.loads((root / "fit" / "fit_section.json").read_text())["lr"] == 0.002
+
+
+def test_report_of_a_fitted_reference_shows_its_validation_and_its_reference_row(setup):
+    tmp, _ = setup
+    docs = tmp / "docs_ar"
+    assert train_main(["gep", "report", "--config", str(tmp / "gep.yaml"), "--docs", str(docs),
+                       "--device", "cpu", "--set", "model.reference=ar",
+                       "fit.validation_recordings=1", "fit.validate_every=1"]) == 0
+    text = (docs / "gep.md").read_text()
+    assert "## Validation recordings" in text and (docs / "gep_validation.png").stat().st_size
+    assert "GEP's fitted linear extrapolation alone" in text
+    summary = json.loads((docs / "gep.json").read_text())
+    assert set(summary) == {"copy_last", "mean_last2", "linear_extrapolation", "gep"}
+    assert "both side by side" in text
+
+
+def test_event_only_variant_is_fitted_and_scored(setup):
+    """`model.with_frames: false` (event groups only): its context holds twice the windows of
+    the mixed sequence, and the evaluation and the probe take it."""
+    from event_fm.models import load_model
+    from event_fm.models.gep import load_gep
+    from training.gep.data import WindowGroups
+    from training.gep.evaluate import evaluate_set
+    from training.gep.pipeline import GEPSession
+    from training.gep.probe import gep_event_features
+
+    tmp, _ = setup
+    (root,) = [p.parent for p in (tmp / "out").glob("*/tokens")]
+    assert train_main(["gep", "fit", "--config", str(tmp / "gep.yaml"), "--into", "fit_ev",
+                       "--set", "model.with_frames=false", "--steps", "2",
+                       "--device", "cpu"]) == 0
+    model = load_gep(root / "fit_ev" / "model")
+    assert model.config.with_frames is False and model.period == model.config.group_size
+    session = GEPSession(yaml.safe_load((tmp / "gep.yaml").read_text()), tmp / "ckpt", root,
+                         device="cpu")
+    tokens = session.load("heldout_test")
+    result = evaluate_set(model, load_model(tmp / "ckpt"), tokens, context=3, horizons=2,
+                          horizon_stride=2, batch_size=4)
+    assert result["windows"] == 7 and np.isfinite(result["gep"]["feature_mse"])
+    assert len(result["horizon"]["gep"]["feature_mse"]) == 2
+    hidden = gep_event_features(model, WindowGroups(tokens, model.config.agg_grid))
+    assert hidden.shape == (8, model.config.group_size, model.config.width)

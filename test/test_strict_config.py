@@ -195,12 +195,13 @@ def forecast_family_checks(config: dict) -> None:
 
 def gep_family_checks(config: dict) -> None:
     from event_fm.models.gep import GEPConfig
+    from training.gep.pipeline import FIT_KEYS
     from training.gep.steps import FAMILY
     from training.runner import split_run_config
 
     check_keys(config, FAMILY.sections)
     GEPConfig.from_dict({**config["model"], "token_dim": 192})
-    split_run_config(config["fit"], "x", own=("windows",), path="fit")
+    split_run_config(config["fit"], "x", own=FIT_KEYS, path="fit")
 
 
 def reconstruct_family_checks(config: dict) -> None:

@@ -110,7 +110,7 @@ def add_common_options(parser: argparse.ArgumentParser, family: Family) -> None:
     parser.add_argument("--config", default=family.config, required=family.config is None,
                         help="experiment YAML" + (f" (default {family.config})"
                                                   if family.config else ""))
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override config values, e.g. fit.steps=100")
     parser.add_argument("--out", default=None,
                         help="output root (default: the config's 'out', else out/FAMILY)")

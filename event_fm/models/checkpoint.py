@@ -245,7 +245,10 @@ def _check_size_and_shapes(spec: _Kind, config: Any, weights: Path, config_path:
             stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as err:  # safetensors raises its own error types for a corrupt header
         raise CheckpointError(f"{weights}: unreadable safetensors file ({err})") from err
-    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    # buffers a model fills in itself when an older checkpoint lacks them
+    optional = set(getattr(skeleton, "optional_state", ()))
+    missing = sorted(set(expected) - set(stored) - optional)
+    unexpected = sorted(set(stored) - set(expected))
     wrong = [k for k in expected.keys() & stored.keys() if expected[k] != stored[k]]
     if missing or unexpected or wrong:
         detail = "; ".join(part for part in (

@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 EVENT, FRAME = 0, 1  # modality ids, in the order the groups of one window appear
+REFERENCES = ("last", "mean_last2", "ar")
 
 
 def aggregate_patches(patch_map: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -114,8 +115,11 @@ class GEPConfig:
     with_frames: bool = True  # interleave frame groups (GEP's mixed sequences)
     residual: bool = True  # predict the change from a simple extrapolation (``reference``)
     #: what a residual prediction starts from: "last" (the same slot one window earlier,
-    #: copy-last) or "mean_last2" (the mean of that slot in the last two windows)
+    #: copy-last), "mean_last2" (the mean of that slot in the last two windows) or "ar" (a
+    #: per-channel linear combination of the slot's last ``ar_windows`` windows, one set of
+    #: weights per modality, fitted in closed form on the training tokens)
     reference: str = "last"
+    ar_windows: int = 4
     target: str = "group"  # "group": each token predicts its slot in the next group; "token"
     encoder_checkpoint: str = ""  # the aligned encoders the tokens came from (metadata)
 
@@ -123,8 +127,10 @@ class GEPConfig:
         self.agg_grid = tuple(self.agg_grid)
         if self.target not in ("group", "token"):
             raise ValueError(f"target must be 'group' or 'token', got {self.target!r}")
-        if self.reference not in ("last", "mean_last2"):
-            raise ValueError(f"reference must be 'last' or 'mean_last2', got {self.reference!r}")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {REFERENCES}, got {self.reference!r}")
+        if self.ar_windows < 1:
+            raise ValueError(f"ar_windows must be at least 1, got {self.ar_windows}")
         if self.width % self.num_heads:
             raise ValueError(f"width {self.width} is not divisible by {self.num_heads} heads")
 
@@ -193,10 +199,11 @@ class GEPTransformer(nn.Module):
     output i predicts input i + 1. Tokens are standardized with per-channel statistics of the
     training set (``token_mean``/``token_std`` buffers) so the regression loss weighs channels
     evenly; :meth:`next_token_loss` is that MSE. With ``residual`` the head predicts the change
-    from a simple extrapolation: the token in the same slot one window earlier (copy-last) or
-    the mean of that slot in the last two windows (``reference: mean_last2``), plus a learned
-    update; the head starts near zero, so an untrained model is close to that extrapolation —
-    still causal, since those tokens lie before the predicting position.
+    from a simple extrapolation: the token in the same slot one window earlier (copy-last), the
+    mean of that slot in the last two windows (``reference: mean_last2``) or a fitted linear
+    combination of its last windows (``reference: ar``, ``ar_weights``), plus a learned update
+    times ``update_scale``; the head starts near zero, so an untrained model is close to that
+    extrapolation — still causal, since those tokens lie before the predicting position.
     """
 
     def __init__(self, config: GEPConfig | None = None) -> None:
@@ -204,6 +211,13 @@ class GEPTransformer(nn.Module):
         self.config = cfg = config or GEPConfig()
         self.register_buffer("token_mean", torch.zeros(cfg.token_dim))
         self.register_buffer("token_std", torch.ones(cfg.token_dim))
+        # reference "ar": weights (modality of the target, windows back, channel); copy-last
+        # until fitted
+        ar = torch.zeros(2, cfg.ar_windows, cfg.token_dim)
+        ar[:, 0] = 1.0
+        self.register_buffer("ar_weights", ar)
+        # how much of the learned update is added (calibrated on validation recordings)
+        self.register_buffer("update_scale", torch.ones(()))
         self.embed = nn.Linear(cfg.token_dim, cfg.width)
         self.modality_embed = nn.Parameter(torch.zeros(2, cfg.width))
         self.pos_embed = nn.Parameter(torch.zeros(cfg.max_tokens, cfg.width))
@@ -216,6 +230,14 @@ class GEPTransformer(nn.Module):
         self.apply(self._init_weights)
         if cfg.residual:  # start near copy-last; not exactly zero, so the trunk gets gradients
             nn.init.trunc_normal_(self.head.weight, std=1e-3)
+
+    #: buffers a checkpoint from before them lacks: copy-last weights, the full update
+    optional_state = ("ar_weights", "update_scale")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        for name in self.optional_state:
+            state_dict.setdefault(prefix + name, getattr(self, name).detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -266,16 +288,42 @@ class GEPTransformer(nn.Module):
             ref = torch.cat([ref[:, :d], tokens[:, :n - d]], dim=1)
         return ref
 
+    def slot_history(self, tokens: torch.Tensor, windows: int) -> list[torch.Tensor]:
+        """Per position i, the target's slot 1..``windows`` windows earlier (each (B, N, C));
+        where a window does not exist, the earliest one that does (the mean token inside the
+        first window), so every reference stays causal."""
+        ref = self.copy_last(tokens)
+        out = [ref]
+        n = tokens.shape[1]
+        for m in range(2, windows + 1):
+            d = m * self.period - self.shift
+            if n > d:
+                ref = torch.cat([ref[:, :d], tokens[:, :n - d]], dim=1)
+            out.append(ref)
+        return out
+
     def mean_last_two(self, tokens: torch.Tensor) -> torch.Tensor:
         """The mean-of-the-last-two-windows prediction at every position: the mean of the
         target's slot one and two windows earlier (copy-last where only one exists)."""
-        last = self.copy_last(tokens)
-        b, n, c = tokens.shape
-        d = 2 * self.period - self.shift
-        if n <= d:
-            return last
-        earlier = torch.cat([last[:, :d], tokens[:, :n - d]], dim=1)
+        last, earlier = self.slot_history(tokens, 2)
         return (last + earlier) / 2
+
+    def target_modality(self, n: int) -> torch.Tensor:
+        """The modality of the token each of ``n`` positions predicts."""
+        pattern = modality_ids(1, self.config.group_size, self.config.with_frames)
+        return pattern[(torch.arange(n) + self.shift) % self.period]
+
+    def linear_extrapolation(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Reference "ar": per channel, the fitted weights over the slot's earlier windows."""
+        weights = self.ar_weights[self.target_modality(tokens.shape[1]).to(tokens.device)]
+        history = self.slot_history(tokens, self.config.ar_windows)
+        return sum(weights[:, m] * h for m, h in enumerate(history))
+
+    def set_ar_weights(self, weights: torch.Tensor) -> None:
+        if weights.shape != self.ar_weights.shape:
+            raise ValueError(f"ar weights {tuple(weights.shape)}, expected "
+                             f"{tuple(self.ar_weights.shape)}")
+        self.ar_weights.copy_(weights)
 
     def _reference(self, tokens: torch.Tensor) -> torch.Tensor:
         """Per position i, the raw token the prediction of i + shift starts from."""
@@ -283,11 +331,16 @@ class GEPTransformer(nn.Module):
             return self.token_mean.expand(*tokens.shape)
         if self.config.reference == "mean_last2":
             return self.mean_last_two(tokens)
+        if self.config.reference == "ar":
+            return self.linear_extrapolation(tokens)
         return self.copy_last(tokens)
 
+    def update(self, tokens: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
+        """The learned change (raw units) the prediction adds to the reference, unscaled."""
+        return self.head(self.hidden(tokens, modality)) * self.token_std
+
     def forward(self, tokens: torch.Tensor, modality: torch.Tensor) -> torch.Tensor:
-        delta = self.head(self.hidden(tokens, modality)) * self.token_std
-        return self._reference(tokens) + delta
+        return self._reference(tokens) + self.update_scale * self.update(tokens, modality)
 
     def next_token_errors(self, pred: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Squared errors (standardized) of the predictions of tokens ``period`` onwards
@@ -316,7 +369,7 @@ class GEPTransformer(nn.Module):
         for step in range(len(mods)):
             for block, cache in zip(self.blocks, caches, strict=True):
                 x = block(x, cache)
-            delta = self.head(self.norm(x[:, -1:])) * self.token_std
+            delta = self.head(self.norm(x[:, -1:])) * self.token_std * self.update_scale
             nxt = self._reference(seq)[:, -1:] + delta
             out.append(nxt)
             if step + 1 < len(mods):

@@ -52,3 +52,18 @@ class SequenceDataset(torch.utils.data.Dataset):
 
 def collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([e for e, _ in items]), torch.stack([f for _, f in items])
+
+
+def split_last_recordings(tokens: dict, count: int) -> tuple[dict, dict]:
+    """A token file -> (all but its last ``count`` recordings, those recordings): the
+    validation recordings the update scale is fitted on, never trained on."""
+    slices = recording_slices(tokens["recording"])
+    if not 0 < count < len(slices):
+        raise ValueError(f"cannot keep {count} of {len(slices)} recordings for validation")
+    cut = slices[-count].start
+    n = len(tokens["recording"])
+    head = {k: v[:cut] if isinstance(v, torch.Tensor) and len(v) == n else v
+            for k, v in tokens.items()}
+    tail = {k: v[cut:] if isinstance(v, torch.Tensor) and len(v) == n else v
+            for k, v in tokens.items()}
+    return head, tail

@@ -81,7 +81,8 @@ def predict(model: GEPTransformer, groups: WindowGroups, items: list[Anchor], ho
               for i in range(0, len(lst), batch_size)]
     for c, chunk in tqdm(chunks, disable=not progress, unit="batch", desc=f"gep h={horizon}",
                          leave=False):
-        if (c + horizon) * 2 * k - k > cfg.max_tokens:
+        period = 2 * k if cfg.with_frames else k  # tokens per window
+        if (c + horizon) * period - (k if cfg.with_frames else 0) > cfg.max_tokens:
             raise ValueError(f"context {c} + horizon {horizon} windows exceed the model's "
                              f"{cfg.max_windows}")
         idx = torch.stack([torch.arange(a.last - c + 1, a.last + 1) for a in chunk])
@@ -95,6 +96,19 @@ def predict(model: GEPTransformer, groups: WindowGroups, items: list[Anchor], ho
         for n, a in enumerate(chunk):
             out[a.last] = torch.stack([gen[n, h * step:h * step + k] for h in range(horizon)])
     return out
+
+
+def linear_reference(model: GEPTransformer, groups: WindowGroups,
+                     chunk: list[Anchor]) -> torch.Tensor:
+    """The fitted linear extrapolation alone (reference "ar", no learned update) of the event
+    group after each anchor, from the anchor's context (the earliest window repeats)."""
+    weights = model.ar_weights[EVENT].cpu()  # (windows, C)
+    out = []
+    for a in chunk:
+        first = a.last - a.context + 1
+        lags = [max(a.last - m, first) for m in range(len(weights))]
+        out.append((weights[:, None, :] * groups.events[lags].float()).sum(0))
+    return torch.stack(out)
 
 
 class DepthDecoder:
@@ -140,21 +154,29 @@ def evaluate_set(gep: GEPTransformer, eventfm: EventFM, tokens: dict, context: i
     if not items:
         raise ValueError("no held-out recording has two windows")
     pred = predict(gep, groups, items, 1, batch_size, progress)
-    feat_err = {m: [] for m in ("copy_last", "gep", "mean_last2")}
-    depth_acc = {m: DepthMetrics() for m in METHODS}
+    linear = cfg.residual and cfg.reference == "ar"
+    methods = METHODS + (("linear_extrapolation",) if linear else ())
+    feat_err = {m: [] for m in ("copy_last", "gep", "mean_last2")
+                + (("linear_extrapolation",) if linear else ())}
+    depth_acc = {m: DepthMetrics() for m in methods}
     examples = []
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         last = torch.tensor([a.last for a in chunk])
         nxt = last + 1
         truth = groups.events[nxt]
+        guesses: dict[str, torch.Tensor] = {}
         guess = torch.stack([pred[a.last][0] for a in chunk])
         copy = groups.events[last]
         before = torch.tensor([a.last - 1 if a.context >= 2 else a.last for a in chunk])
         mean2 = (copy + groups.events[before]) / 2
+        if linear:
+            guesses["linear_extrapolation"] = linear_reference(gep, groups, chunk)
         feat_err["mean_last2"].append(((mean2[:, 1:] - truth[:, 1:]) ** 2).mean(dim=(1, 2)))
         feat_err["gep"].append(((guess[:, 1:] - truth[:, 1:]) ** 2).mean(dim=(1, 2)))
         feat_err["copy_last"].append(((copy[:, 1:] - truth[:, 1:]) ** 2).mean(dim=(1, 2)))
+        for m, g in guesses.items():
+            feat_err[m].append(((g[:, 1:] - truth[:, 1:]) ** 2).mean(dim=(1, 2)))
         gt = tokens["depth"][nxt]
         depths = {
             "gep": _decode_group(decoder, guess, cfg.agg_grid),
@@ -163,6 +185,7 @@ def evaluate_set(gep: GEPTransformer, eventfm: EventFM, tokens: dict, context: i
             "next_window_agg": _decode_group(decoder, truth, cfg.agg_grid),
             "copy_last_full": decoder(tokens["event_cls"][last], tokens["event_patch"][last]),
             "next_window_full": decoder(tokens["event_cls"][nxt], tokens["event_patch"][nxt]),
+            **{m: _decode_group(decoder, g, cfg.agg_grid) for m, g in guesses.items()},
         }
         for m, d in depths.items():
             _score_depth(depth_acc[m], d, gt)
@@ -171,7 +194,7 @@ def evaluate_set(gep: GEPTransformer, eventfm: EventFM, tokens: dict, context: i
                 if len(examples) < keep_examples:
                     examples.append({"gt": gt[n].float().numpy(),
                                      **{m: d[n].numpy() for m, d in depths.items()}})
-    result = {m: depth_acc[m].compute() for m in METHODS}
+    result = {m: depth_acc[m].compute() for m in methods}
     for m, errs in feat_err.items():
         result[m]["feature_mse"] = float(torch.cat(errs).mean())
     result["windows"] = len(items)
@@ -226,10 +249,13 @@ def pooled(per_set: dict[str, dict], key: str, method: str) -> float:
 
 
 def summary_json(per_set: dict[str, dict]) -> dict:
-    """docs/gep.json: exactly copy_last, mean_last2 and gep, each with feature_mse and
-    depth_mae_10m."""
+    """docs/gep.json: copy_last, mean_last2 and gep (and linear_extrapolation, GEP's fitted
+    reference alone, where it has one), each with feature_mse and depth_mae_10m."""
+    first = next(iter(per_set.values()), {})
+    methods = ("copy_last", "mean_last2", "gep") + (
+        ("linear_extrapolation",) if "linear_extrapolation" in first else ())
     return {m: {k: pooled(per_set, k, m) for k in ("feature_mse", "depth_mae_10m")}
-            for m in ("copy_last", "mean_last2", "gep")}
+            for m in methods}
 
 
 __all__ = ["METHODS", "Anchor", "DepthDecoder", "anchors", "evaluate_set", "horizon_curve",

@@ -17,12 +17,15 @@ from event_fm.models import load_model
 from event_fm.models.gep import GEPConfig, load_gep
 from training.runner import read_log, split_run_config
 
-from .data import WindowGroups
+from .data import WindowGroups, split_last_recordings
 from .evaluate import evaluate_set, summary_json
 from .tokens import encode_split, load_tokens, save_tokens
 from .train import fit
 
 log = logging.getLogger(__name__)
+
+#: the fit section's own keys (beside the runner's)
+FIT_KEYS = ("windows", "validation_recordings", "validate_every")
 
 
 class GEPSession:
@@ -90,29 +93,56 @@ class GEPSession:
         return GEPConfig.from_dict({**self.config.get("model", {}), "token_dim": token_dim,
                                     "encoder_checkpoint": str(self.checkpoint)})
 
-    def fit(self, steps: int | None = None, skip_done: bool = False) -> None:
-        if skip_done and (self.fit_dir / "model" / "config.json").exists():
-            log.info("fit: done in %s", self.fit_dir)
-            return
+    def _fit_section(self, steps: int | None) -> dict:
         section = dict(self.config.get("fit", {}))
         if steps is not None:
             section["steps"] = steps
+        return section
+
+    def _fit_is_current(self, steps: int | None) -> bool:
+        """A finished fit whose model and fit settings are this config's (a fit left by an
+        earlier config is trained again, not reported under the new one)."""
+        saved = self.fit_dir / "model" / "config.json"
+        settings = self.fit_dir / "fit_section.json"
+        if not (saved.exists() and settings.exists()):
+            return False
+        stored = json.loads(saved.read_text())["config"]
+        current = self.gep_config(int(stored["token_dim"])).__dict__
+        same_model = json.loads(json.dumps(current)) == stored
+        return same_model and json.loads(settings.read_text()) == self._fit_section(steps)
+
+    def fit(self, steps: int | None = None, skip_done: bool = False) -> None:
+        if skip_done and self._fit_is_current(steps):
+            log.info("fit: done in %s", self.fit_dir)
+            return
+        section = self._fit_section(steps)
         windows = int(section.get("windows", 8))
         tokens = self.load("train")
         gep_cfg = self.gep_config(int(tokens["event_cls"].shape[-1]))
+        run_cfg, own = split_run_config(section, self.fit_dir, device=str(self.device),
+                                        own=FIT_KEYS, path="fit")
+        held = int(own.get("validation_recordings", 0))
+        validation = None
+        if held:
+            tokens, val_tokens = split_last_recordings(tokens, held)
+            validation = WindowGroups(val_tokens, gep_cfg.agg_grid)
         groups = WindowGroups(tokens, gep_cfg.agg_grid)
-        run_cfg, _ = split_run_config(section, self.fit_dir, device=str(self.device),
-                                      own=("windows",), path="fit")
         t0 = time.perf_counter()
-        result = fit(groups, gep_cfg, run_cfg, windows)
+        result = fit(groups, gep_cfg, run_cfg, windows, validation,
+                     int(own.get("validate_every", 50)))
         history = read_log(self.fit_dir / "log.csv")
         summary = {"steps": result.steps_done, "resumed_from": result.resumed_from,
                    "seconds": time.perf_counter() - t0,
                    "first_loss": history[0]["loss"] if history else None,
                    "last_loss": history[-1]["loss"] if history else None,
                    "parameters": sum(p.numel() for p in load_gep(self.fit_dir / "model")
-                                     .parameters())}
+                                     .parameters()),
+                   "training_recordings": len(groups.recordings)}
+        calibration = self.fit_dir / "calibration.json"
+        if calibration.exists():
+            summary["calibration"] = json.loads(calibration.read_text())
         (self.fit_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        (self.fit_dir / "fit_section.json").write_text(json.dumps(section, indent=1))
         print(f"gep fit: {summary['steps']} steps, loss {summary['first_loss']} -> "
               f"{summary['last_loss']}; model {self.fit_dir / 'model'}")
 

@@ -1,8 +1,9 @@
 """Use (b): do the GEP transformer's features help a downstream head? A fresh depth head is
 trained on the training recordings' windows from (1) the student's own event tokens, aggregated
-to the transformer's grid, and (2) the frozen GEP transformer's hidden states at the same
-window's event group (which also saw the previous windows), then scored on the held-out
-recordings. Same head, steps and data for both; only the features differ.
+to the transformer's grid, (2) the frozen GEP transformer's hidden states at the same window's
+event group (which also saw the previous windows), and (3) both side by side, channel-wise (the
+features a downstream model built on the encoder and GEP gets), then scored on the held-out
+recordings. Same head, steps and data for each; only the features differ.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from training.losses.tasks import depth_loss
 
 from .data import WindowGroups
 
-FEATURES = ("student_tokens", "gep_features")
+FEATURES = ("student_tokens", "gep_features", "student_and_gep")
 
 
 @torch.no_grad()
@@ -92,17 +93,19 @@ def run_probe(gep: GEPTransformer, train: dict, heldout: dict[str, dict],
               depth_range: tuple[float, float], steps: int, device) -> dict:
     """MAE@10m etc. per held-out set for each feature kind in :data:`FEATURES`."""
     grid = gep.config.agg_grid
-    train_groups = WindowGroups(train, grid)
-    feats = {"student_tokens": train_groups.events,
-             "gep_features": gep_event_features(gep, train_groups)}
+
+    def features(groups: WindowGroups) -> dict[str, torch.Tensor]:
+        hidden = gep_event_features(gep, groups)
+        return {"student_tokens": groups.events, "gep_features": hidden,
+                "student_and_gep": torch.cat([groups.events.float(), hidden], dim=-1)}
+
+    train_feats = features(WindowGroups(train, grid))
+    held_feats = {name: features(WindowGroups(tokens, grid)) for name, tokens in heldout.items()}
     results: dict[str, dict] = {}
-    for kind, x in feats.items():
-        head = train_probe(x, train["depth"], grid, token_grid, img_size, depth_range, steps,
-                           device=device)
-        results[kind] = {}
-        for name, tokens in heldout.items():
-            groups = WindowGroups(tokens, grid)
-            hx = groups.events if kind == "student_tokens" else gep_event_features(gep, groups)
-            results[kind][name] = score_probe(head, hx, tokens["depth"], grid, token_grid,
-                                              img_size)
+    for kind in FEATURES:
+        head = train_probe(train_feats[kind], train["depth"], grid, token_grid, img_size,
+                           depth_range, steps, device=device)
+        results[kind] = {name: score_probe(head, held_feats[name][kind], tokens["depth"], grid,
+                                           token_grid, img_size)
+                         for name, tokens in heldout.items()}
     return results

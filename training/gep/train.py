@@ -3,6 +3,7 @@ shared runner (resume, DDP, tqdm, log.csv)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -11,17 +12,34 @@ from event_fm.models.gep import GEPConfig, GEPTransformer, interleave, modality_
 from training.runner import RunConfig, Task, run
 
 from .data import SequenceDataset, WindowGroups, collate
+from .extrapolation import (
+    best_scale,
+    calibrate_update,
+    fit_linear_extrapolation,
+    update_and_residual,
+)
 
 
 class GEPTask(Task):
-    def __init__(self, groups: WindowGroups, config: GEPConfig, windows: int):
+    """``validation``: recordings left out of training. Every ``validate_every`` steps the
+    model is scored on them (its update at the best scale); the best of those states is the
+    one saved, with its update scale fitted on them (None: the last state, the full update)."""
+
+    def __init__(self, groups: WindowGroups, config: GEPConfig, windows: int,
+                 validation: WindowGroups | None = None, validate_every: int = 50):
         if windows > config.max_windows:
             raise ValueError(f"training windows {windows} exceed the context "
                              f"{config.max_windows}")
         self.groups, self.config, self.windows = groups, config, windows
+        self.validation, self.validate_every = validation, max(1, validate_every)
+        self.calibration: dict = {}
+        self.curve: list[dict] = []  # validation scores during training
+        self._best: tuple[float, int, dict] | None = None  # (MSE, step, state)
         self.model = GEPTransformer(config)
         mean, std = groups.channel_stats()
         self.model.set_token_stats(mean, std)
+        if config.residual and config.reference == "ar":
+            self.model.set_ar_weights(fit_linear_extrapolation(groups, config.ar_windows))
         self.modality = modality_ids(windows, config.group_size, config.with_frames)
 
     def trainable(self) -> torch.nn.Module:
@@ -47,11 +65,33 @@ class GEPTask(Task):
                 "copy_last": copy_err.mean(),
                 "copy_last_event": copy_err[:, target_mod == 0].mean()}
 
+    def _validate(self, step: int) -> None:
+        scores = best_scale(*update_and_residual(self.model, self.validation, self.windows))
+        self.curve.append({"step": step, **scores})
+        mse = scores["validation_mse_scaled_update"]
+        if self._best is None or mse < self._best[0]:
+            state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self._best = (mse, step, state)
+
+    def on_step_start(self, step: int) -> None:
+        if self.validation is not None and step % self.validate_every == 0:
+            self._validate(step)
+
     def save_final(self, out_dir: Path) -> None:
+        path = Path(out_dir) / "calibration.json"
+        path.unlink(missing_ok=True)  # never a stale one from an earlier fit in this folder
+        if self.validation is not None:
+            self._validate(self.curve[-1]["step"] + 1 if self.curve else 0)  # the last state
+            _, best_step, state = self._best
+            self.model.load_state_dict(state)
+            self.calibration = {**calibrate_update(self.model, self.validation, self.windows),
+                                "best_step": best_step, "curve": self.curve}
+            path.write_text(json.dumps(self.calibration, indent=1))
         save_gep(self.model, Path(out_dir) / "model")
 
 
-def fit(groups: WindowGroups, config: GEPConfig, run_cfg: RunConfig, windows: int):
+def fit(groups: WindowGroups, config: GEPConfig, run_cfg: RunConfig, windows: int,
+        validation: WindowGroups | None = None, validate_every: int = 50):
     """Train and save ``out_dir/model``; returns the runner's result."""
-    task = GEPTask(groups, config, windows)
+    task = GEPTask(groups, config, windows, validation, validate_every)
     return run(task, run_cfg, title="GEP next-token MSE")
