@@ -153,7 +153,7 @@ def test_fitted_reference_and_validated_update_scale_end_to_end(setup):
     assert cal["validation_windows"] == 8  # two runs of 4 windows from the 10 of rec_b
     assert cal["validation_mse_scaled_update"] <= cal["validation_mse_reference"] + 1e-9
     # scored before every step and after the last; the saved state is the best of them
-    assert len(cal["curve"]) == 4
+    assert [c["step"] for c in cal["curve"]] == [0, 1, 2, 3]
     best = min(cal["curve"], key=lambda c: c["validation_mse_scaled_update"])
     assert cal["best_step"] == best["step"]
     assert cal["validation_mse_scaled_update"] == pytest.approx(

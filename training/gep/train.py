@@ -35,6 +35,7 @@ class GEPTask(Task):
         self.calibration: dict = {}
         self.curve: list[dict] = []  # validation scores during training
         self._best: tuple[float, int, dict] | None = None  # (MSE, step, state)
+        self._step = -1  # the last step begun (a resumed fit's curve starts at its resume)
         self.model = GEPTransformer(config)
         mean, std = groups.channel_stats()
         self.model.set_token_stats(mean, std)
@@ -74,6 +75,7 @@ class GEPTask(Task):
             self._best = (mse, step, state)
 
     def on_step_start(self, step: int) -> None:
+        self._step = step
         if self.validation is not None and step % self.validate_every == 0:
             self._validate(step)
 
@@ -81,7 +83,7 @@ class GEPTask(Task):
         path = Path(out_dir) / "calibration.json"
         path.unlink(missing_ok=True)  # never a stale one from an earlier fit in this folder
         if self.validation is not None:
-            self._validate(self.curve[-1]["step"] + 1 if self.curve else 0)  # the last state
+            self._validate(self._step + 1)  # the state after the last step
             _, best_step, state = self._best
             self.model.load_state_dict(state)
             self.calibration = {**calibrate_update(self.model, self.validation, self.windows),
