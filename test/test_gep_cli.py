@@ -158,6 +158,25 @@ def test_fitted_reference_and_validated_update_scale_end_to_end(setup):
     assert cal["best_step"] == best["step"]
     assert cal["validation_mse_scaled_update"] == pytest.approx(
         best["validation_mse_scaled_update"], rel=1e-5)
+    # the same command again resumes the finished fit: the curve and the best state stay
+    rerun = ["gep", "fit", "--config", str(tmp / "gep.yaml"), "--into", "fit_ar", "--set",
+             "model.reference=ar", "model.ar_windows=2", "fit.validation_recordings=1",
+             "fit.validate_every=1", "--steps", "3", "--device", "cpu"]
+    saved = (root / "fit_ar" / "model" / "model.safetensors").read_bytes()
+    assert train_main(rerun) == 0
+    again = json.loads((root / "fit_ar" / "calibration.json").read_text())
+    assert again["curve"] == cal["curve"] and again["best_step"] == cal["best_step"]
+    assert (root / "fit_ar" / "model" / "model.safetensors").read_bytes() == saved
+    # a longer run resumes from step 3: the earlier scores are kept, new ones follow
+    assert train_main(rerun[:-4] + ["--steps", "5", "--device", "cpu"]) == 0
+    longer = json.loads((root / "fit_ar" / "calibration.json").read_text())
+    assert [c["step"] for c in longer["curve"]] == [0, 1, 2, 3, 4, 5]
+    assert longer["curve"][:3] == cal["curve"][:3]
+    # without the runner's state the fit starts afresh and the old record is dropped
+    (root / "fit_ar" / "train_state.pt").unlink()
+    assert train_main(rerun) == 0
+    cal = json.loads((root / "fit_ar" / "summary.json").read_text())["calibration"]
+    assert [c["step"] for c in cal["curve"]] == [0, 1, 2, 3]
     model = load_gep(root / "fit_ar" / "model")
     assert float(model.update_scale) == pytest.approx(cal["update_scale"])
     assert model.ar_weights.shape == (2, 2, model.config.token_dim)

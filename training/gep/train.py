@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from event_fm.models.gep import GEPConfig, GEPTransformer, interleave, modality_ids, save_gep
-from training.runner import RunConfig, Task, run
+from training.runner import STATE_FILE, RunConfig, Task, run
 
 from .data import SequenceDataset, WindowGroups, collate
 from .extrapolation import (
@@ -19,6 +19,8 @@ from .extrapolation import (
     update_and_residual,
 )
 
+VALIDATION_RECORD = "validation_best.pt"  # the curve and the best state so far
+
 
 class GEPTask(Task):
     """``validation``: recordings left out of training. Every ``validate_every`` steps the
@@ -26,7 +28,8 @@ class GEPTask(Task):
     one saved, with its update scale fitted on them (None: the last state, the full update)."""
 
     def __init__(self, groups: WindowGroups, config: GEPConfig, windows: int,
-                 validation: WindowGroups | None = None, validate_every: int = 50):
+                 validation: WindowGroups | None = None, validate_every: int = 50,
+                 out_dir: Path | None = None):
         if windows > config.max_windows:
             raise ValueError(f"training windows {windows} exceed the context "
                              f"{config.max_windows}")
@@ -35,7 +38,17 @@ class GEPTask(Task):
         self.calibration: dict = {}
         self.curve: list[dict] = []  # validation scores during training
         self._best: tuple[float, int, dict] | None = None  # (MSE, step, state)
-        self._step = -1  # the last step begun (a resumed fit's curve starts at its resume)
+        self._step = -1  # the last step begun in this process
+        # the validation record lives beside the runner's state, so a resumed fit (or a rerun
+        # of a finished one) keeps its curve and best state; a fresh fit drops a stale one
+        self._record = Path(out_dir) / VALIDATION_RECORD if out_dir is not None else None
+        if self._record is not None and self._record.exists():
+            if (Path(out_dir) / STATE_FILE).exists():
+                saved = torch.load(self._record, map_location="cpu", weights_only=True)
+                self.curve = json.loads(saved["curve"])
+                self._best = (float(saved["mse"]), int(saved["step"]), saved["state"])
+            else:
+                self._record.unlink()
         self.model = GEPTransformer(config)
         mean, std = groups.channel_stats()
         self.model.set_token_stats(mean, std)
@@ -73,8 +86,14 @@ class GEPTask(Task):
         if self._best is None or mse < self._best[0]:
             state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self._best = (mse, step, state)
+        if self._record is not None:
+            mse, best_step, state = self._best
+            torch.save({"curve": json.dumps(self.curve), "mse": torch.tensor(mse),
+                        "step": torch.tensor(best_step), "state": state}, self._record)
 
     def on_step_start(self, step: int) -> None:
+        if self._step < 0:  # resumed: scores past the runner's state are scored again
+            self.curve = [c for c in self.curve if c["step"] < step]
         self._step = step
         if self.validation is not None and step % self.validate_every == 0:
             self._validate(step)
@@ -83,7 +102,8 @@ class GEPTask(Task):
         path = Path(out_dir) / "calibration.json"
         path.unlink(missing_ok=True)  # never a stale one from an earlier fit in this folder
         if self.validation is not None:
-            self._validate(self._step + 1)  # the state after the last step
+            if self._step >= 0 or not self.curve:  # else: a finished fit, scored when it ended
+                self._validate(self._step + 1)  # the state after the last step
             _, best_step, state = self._best
             self.model.load_state_dict(state)
             self.calibration = {**calibrate_update(self.model, self.validation, self.windows),
@@ -95,5 +115,5 @@ class GEPTask(Task):
 def fit(groups: WindowGroups, config: GEPConfig, run_cfg: RunConfig, windows: int,
         validation: WindowGroups | None = None, validate_every: int = 50):
     """Train and save ``out_dir/model``; returns the runner's result."""
-    task = GEPTask(groups, config, windows, validation, validate_every)
+    task = GEPTask(groups, config, windows, validation, validate_every, Path(run_cfg.out_dir))
     return run(task, run_cfg, title="GEP next-token MSE")
