@@ -33,6 +33,16 @@ def test_loss_falls_and_log_written(tmp_path):
     assert len(rows) == 60 and (tmp_path / "final.pt").exists()
 
 
+def test_a_fresh_run_starts_a_fresh_log(tmp_path):
+    """Without the runner's state the run starts at step 0: its log.csv is its own, not the
+    earlier run's rows followed by the new ones."""
+    run(ToyTask(), _cfg(tmp_path, 5))
+    (tmp_path / "train_state.pt").unlink()
+    run(ToyTask(), _cfg(tmp_path, 4))
+    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+
+
 def test_killed_run_resumes_exactly(tmp_path):
     straight = ToyTask()
     run(straight, _cfg(tmp_path / "a", 9))

@@ -258,6 +258,8 @@ def run(task: Task, cfg: RunConfig, stop_after: int | None = None,
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     log_file = out / "log.csv"
+    if rank == 0 and start == 0:
+        log_file.unlink(missing_ok=True)  # a fresh run's log, not appended to an earlier one
     history: list[dict] = []
     bar = tqdm(total=cfg.steps, initial=start, disable=rank != 0, unit="step")
     step = start
