@@ -368,8 +368,7 @@ def findings(report: dict) -> list[str]:
                 f"next window's own tokens decode to {_f(truth, 3)} m, above the mean of the "
                 f"last two windows' {_f(mean2, 3)} m (the student's per-window depth is noisy "
                 "and averaging two windows cancels part of that noise). A predictor that "
-                "matched the next window's features exactly would miss the depth target; "
-                "GEP's depth moves towards the next window's as its features do.")
+                "matched the next window's features exactly would miss the depth target.")
     probe = report.get("probe")
     if probe:
         name = next(iter(probe["student_tokens"]))
