@@ -3,9 +3,13 @@ each figure beside its baselines (pose protocol, empty-window and constant depth
 layout). Writes a markdown table (default docs/heldout_kinds.md) and the per-bag reports.
 
     scripts/with_env.sh .venv/bin/python benchmarks/heldout_kinds.py \
-        [--bags data/generated/varied_eval/heldout] [--rate 0.25] [--out out/bench/kinds]
+        [--bags data/generated/varied_eval/heldout] [--rate 0.25] [--out out/bench/kinds] \
+        [--previous CHECKPOINT]
 
-Make the bags with: HELDOUT_PER_KIND=1 SEEDS_PER_MIX=0 HELDOUT_S=2 \
+``--previous`` scores a second checkpoint (the model shipped before) on the same bags into a
+second table. What the table file holds after the ``KEEP`` line (hand-written sections) is kept.
+
+Make the bags with: HELDOUT_PER_KIND=1 SEEDS_PER_MIX=0 CLOSE_PER_MIX=0 HELDOUT_S=2 \
     scripts/simulate_varied_data.sh data/generated/varied_eval
 """
 
@@ -35,7 +39,7 @@ def row(name: str, m: dict) -> str:
         return _f(pose.get(method, {}).get(key))
 
     return " | ".join([
-        name, _f(m.get("absrel_median_scaled")),
+        name, _f(m.get("absrel")), _f(m.get("absrel_median_scaled")),
         _f(depth_b.get("empty_window", {}).get("absrel_median_scaled")),
         _f(depth_b.get("constant", {}).get("absrel_median_scaled")),
         _f(m.get("rank_correlation")), _f(depth_b.get("empty_window", {}).get("rank_correlation")),
@@ -46,9 +50,32 @@ def row(name: str, m: dict) -> str:
         _f(pose.get("ground_truth", {}).get("unmoved_fraction"), 2)])
 
 
-HEADER = ("| recording | AbsRel (med.-sc.) | empty window | constant | rank corr. | empty window "
-          "| mIoU | constant layout | pose AUC@10 | identity | ORB events | ORB frames | "
-          "XFeat frames | unmoved | true unmoved |\n" + "|---" * 15 + "|")
+#: the table file's text after this line is kept when the tables are rewritten
+KEEP = "<!-- written by hand below this line; benchmarks/heldout_kinds.py keeps it -->"
+
+HEADER = ("| recording | AbsRel | AbsRel (med.-sc.) | empty window | constant | rank corr. "
+          "| empty window | mIoU | constant layout | pose AUC@10 | identity | ORB events "
+          "| ORB frames | XFeat frames | unmoved | true unmoved |\n" + "|---" * 16 + "|")
+
+
+def score_bags(bags: list[Path], checkpoint: str | None, out: Path, rate: float) -> list[str]:
+    """One table row per bag that `event-fm eval` scored with ``checkpoint``."""
+    rows = []
+    for bag in tqdm(bags, unit="bag", desc=checkpoint or "models/default"):
+        extra = ["--checkpoint", checkpoint] if checkpoint else []
+        result = subprocess.run([sys.executable, "-m", "event_fm.cli.main", "eval", str(bag),
+                                 "--out", str(out / bag.name), "--rate", str(rate), *extra],
+                                capture_output=True, text=True, cwd=REPO)
+        if result.returncode != 0:
+            print(f"{bag.name}: eval failed\n{result.stderr[-2000:]}", file=sys.stderr)
+            continue
+        report = json.loads((out / bag.name / "report.json").read_text())
+        rows.append(row(bag.name, report["metrics"]))
+    return rows
+
+
+def table(rows: list[str]) -> str:
+    return HEADER + "\n" + "\n".join(f"| {r} |" for r in rows) + "\n"
 
 
 def main() -> int:
@@ -59,29 +86,28 @@ def main() -> int:
     parser.add_argument("--table", default="docs/heldout_kinds.md")
     parser.add_argument("--checkpoint", default=None,
                         help="model to score (default: the shipped models/default)")
+    parser.add_argument("--previous", default=None,
+                        help="a second model scored into a second table (the one shipped before)")
     args = parser.parse_args()
     bags = sorted(p for p in Path(args.bags).iterdir() if p.is_dir())
     if not bags:
         print(f"no recordings in {args.bags}", file=sys.stderr)
         return 1
-    rows = []
-    for bag in tqdm(bags, unit="bag"):
-        out = Path(args.out) / bag.name
-        extra = ["--checkpoint", args.checkpoint] if args.checkpoint else []
-        result = subprocess.run([sys.executable, "-m", "event_fm.cli.main", "eval", str(bag),
-                                 "--out", str(out), "--rate", str(args.rate), *extra],
-                                capture_output=True, text=True, cwd=REPO)
-        if result.returncode != 0:
-            print(f"{bag.name}: eval failed\n{result.stderr[-2000:]}", file=sys.stderr)
-            continue
-        rows.append(row(bag.name, json.loads((out / "report.json").read_text())["metrics"]))
+    shipped = score_bags(bags, args.checkpoint, Path(args.out) / "shipped", args.rate)
     text = ("# Held-out simulated recordings of every scene kind\n\n"
             f"`benchmarks/heldout_kinds.py --bags {args.bags} --rate {args.rate}`: "
             f"{args.checkpoint or 'the shipped default model'} and the event matcher through "
-            "`event-fm eval`. Depth columns are "
+            "`event-fm eval`. AbsRel is metric; the other depth columns are "
             "scale-free (per-image median scaling; Spearman rank correlation); pose AUC@10 is "
             "of max(rotation, translation direction) with failures counted.\n\n"
-            + HEADER + "\n" + "\n".join(f"| {r} |" for r in rows) + "\n")
+            + table(shipped))
+    if args.previous:
+        previous = score_bags(bags, args.previous, Path(args.out) / "previous", args.rate)
+        text += (f"\n## The previous checkpoint on the same bags\n\n`--previous {args.previous}`"
+                 " (same command, same matcher):\n\n" + table(previous))
+    table_path = Path(args.table)
+    if table_path.exists() and KEEP in table_path.read_text():
+        text += "\n" + KEEP + table_path.read_text().split(KEEP, 1)[1]
     Path(args.table).write_text(text)
     print(text)
     return 0

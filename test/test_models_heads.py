@@ -53,6 +53,39 @@ def test_depth_is_the_expected_bin_value():
     torch.testing.assert_close(head(features(), (8, 8))["depth"], torch.full((2, 1, 8, 8), 8.0))
 
 
+def test_log_spaced_depth_bins_give_every_octave_the_same_share():
+    head = DepthHead(32, num_bins=5, min_depth=0.25, max_depth=4.0, spacing="log")
+    torch.testing.assert_close(head.bins, torch.tensor([0.25, 0.5, 1.0, 2.0, 4.0]))
+    assert head.depth_range == pytest.approx((0.25, 4.0))
+    with torch.no_grad():
+        for p in head.parameters():
+            p.zero_()
+        head.glob.bias[1] = 50.0  # all mass on the 0.5 m bin: a tabletop depth is reachable
+    torch.testing.assert_close(head(features(), (8, 8))["depth"], torch.full((2, 1, 8, 8), 0.5))
+    linear = DepthHead(32, num_bins=128, min_depth=0.2, max_depth=81.0)
+    logbins = DepthHead(32, num_bins=128, min_depth=0.2, max_depth=81.0, spacing="log")
+    assert int((linear.bins < 1.0).sum()) == 2 and int((logbins.bins < 1.0).sum()) == 35
+
+
+def test_depth_head_rejects_an_unknown_spacing_and_log_bins_from_zero():
+    with pytest.raises(ValueError, match="spacing must be one of"):
+        DepthHead(32, spacing="quadratic")
+    with pytest.raises(ValueError, match="min_depth > 0"):
+        DepthHead(32, min_depth=0.0, spacing="log")
+
+
+def test_model_config_carries_the_depth_spacing_through_a_checkpoint(tmp_path):
+    from event_fm.models import EventFM, EventFMConfig, load_model, save_model
+
+    cfg = EventFMConfig(preset="tiny", img_size=(32, 48), with_teacher=False, lora_rank=2,
+                        depth_bins=8, depth_range=(0.2, 80.0), depth_spacing="log")
+    save_model(EventFM(cfg), tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.config.depth_spacing == "log"
+    torch.testing.assert_close(loaded.heads["depth"].bins,
+                               torch.logspace(np.log10(0.2), np.log10(80.0), 8))
+
+
 def test_depth_logit_stride_gives_full_resolution_depth():
     head = DepthHead(32, logit_stride=4)
     out = head(features(), (64, 96))

@@ -45,6 +45,7 @@ class EventFMConfig:
     depth_bins: int = 256
     depth_logit_stride: int = 1  # >1: depth distribution on a coarser grid (cheaper on CPU)
     depth_logit_upsample: int = 0  # >0: distribution at this multiple of the patch grid (REALM 4)
+    depth_spacing: str = "linear"  # "log": bins even in log depth (REALM: linear)
     descriptor_dim: int = 128
     matching_stride: int = 8
     embedder_widths: tuple[int, ...] | None = None  # None: the preset's widths
@@ -121,7 +122,7 @@ class EventFM(nn.Module):
         if "depth" in config.heads:
             self.heads["depth"] = DepthHead(
                 dim, config.depth_bins, *config.depth_range, config.depth_logit_stride,
-                config.depth_logit_upsample,
+                config.depth_logit_upsample, config.depth_spacing,
             )
         if "segmentation" in config.heads:
             self.heads["segmentation"] = SegmentationHead(

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..image_encoder import EncoderOutput
 
-__all__ = ["DepthHead"]
+__all__ = ["DEPTH_SPACINGS", "DepthHead", "depth_bins"]
+
+DEPTH_SPACINGS = ("linear", "log")
+
+
+def depth_bins(min_depth: float, max_depth: float, num_bins: int,
+               spacing: str = "linear") -> torch.Tensor:
+    """Bin centres from ``min_depth`` to ``max_depth`` (both included), even in depth or in
+    log depth."""
+    if spacing == "log":
+        return torch.logspace(math.log10(min_depth), math.log10(max_depth), num_bins)
+    return torch.linspace(min_depth, max_depth, num_bins)
 
 
 class DepthHead(nn.Module):
@@ -23,6 +36,10 @@ class DepthHead(nn.Module):
     several times the tiny encoder); ``logit_stride`` > 1 evaluates the distribution on a coarser
     grid and upsamples the depth map instead. ``logit_upsample`` > 0 instead puts the distribution
     on the patch grid times that factor, whatever the input size (REALM's released head: 4).
+
+    ``spacing="log"`` spaces the bins evenly in log depth: with one range from a tabletop's 0.2 m
+    to a road's 80 m, linear bins put one bin in the first metre (a table is a single depth),
+    log bins give every octave the same share. REALM's head is linear.
     """
 
     def __init__(
@@ -33,6 +50,7 @@ class DepthHead(nn.Module):
         max_depth: float = 81.0,
         logit_stride: int = 1,
         logit_upsample: int = 0,
+        spacing: str = "linear",
     ) -> None:
         super().__init__()
         if not 0 <= min_depth < max_depth:
@@ -41,11 +59,16 @@ class DepthHead(nn.Module):
             raise ValueError(f"logit_stride must be >= 1, got {logit_stride}")
         if logit_upsample < 0:
             raise ValueError(f"logit_upsample must be >= 0, got {logit_upsample}")
+        if spacing not in DEPTH_SPACINGS:
+            raise ValueError(f"spacing must be one of {DEPTH_SPACINGS}, got {spacing!r}")
+        if spacing == "log" and min_depth <= 0:
+            raise ValueError(f"log-spaced depth bins need min_depth > 0, got {min_depth}")
         self.logit_stride = logit_stride
         self.logit_upsample = logit_upsample
         self.spatial = nn.Conv2d(embed_dim, num_bins, 1)
         self.glob = nn.Linear(embed_dim, num_bins)
-        self.register_buffer("bins", torch.linspace(min_depth, max_depth, num_bins))
+        self.spacing = spacing
+        self.register_buffer("bins", depth_bins(min_depth, max_depth, num_bins, spacing))
 
     @property
     def depth_range(self) -> tuple[float, float]:
