@@ -4,10 +4,11 @@ layout). Writes a markdown table (default docs/heldout_kinds.md) and the per-bag
 
     scripts/with_env.sh .venv/bin/python benchmarks/heldout_kinds.py \
         [--bags data/generated/varied_eval/heldout] [--rate 0.25] [--out out/bench/kinds] \
-        [--previous CHECKPOINT]
+        [--compare CHECKPOINT]
 
-``--previous`` scores a second checkpoint (the model shipped before) on the same bags into a
-second table. What the table file holds after the ``KEEP`` line (hand-written sections) is kept.
+``--compare`` scores a second checkpoint (the model shipped before, or a candidate) on the same
+bags into a second table. What the table file holds after the ``KEEP`` line (hand-written
+sections) is kept.
 
 Make the bags with: HELDOUT_PER_KIND=1 SEEDS_PER_MIX=0 CLOSE_PER_MIX=0 HELDOUT_S=2 \
     scripts/simulate_varied_data.sh data/generated/varied_eval
@@ -86,8 +87,9 @@ def main() -> int:
     parser.add_argument("--table", default="docs/heldout_kinds.md")
     parser.add_argument("--checkpoint", default=None,
                         help="model to score (default: the shipped models/default)")
-    parser.add_argument("--previous", default=None,
-                        help="a second model scored into a second table (the one shipped before)")
+    parser.add_argument("--compare", default=None,
+                        help="a second model scored into a second table (the one shipped before, "
+                             "or a candidate)")
     args = parser.parse_args()
     bags = sorted(p for p in Path(args.bags).iterdir() if p.is_dir())
     if not bags:
@@ -101,10 +103,10 @@ def main() -> int:
             "scale-free (per-image median scaling; Spearman rank correlation); pose AUC@10 is "
             "of max(rotation, translation direction) with failures counted.\n\n"
             + table(shipped))
-    if args.previous:
-        previous = score_bags(bags, args.previous, Path(args.out) / "previous", args.rate)
-        text += (f"\n## The previous checkpoint on the same bags\n\n`--previous {args.previous}`"
-                 " (same command, same matcher):\n\n" + table(previous))
+    if args.compare:
+        other = score_bags(bags, args.compare, Path(args.out) / "compare", args.rate)
+        text += (f"\n## {args.compare} on the same bags\n\n`--compare {args.compare}` (same "
+                 "command, same matcher):\n\n" + table(other))
     table_path = Path(args.table)
     if table_path.exists() and KEEP in table_path.read_text():
         text += "\n" + KEEP + table_path.read_text().split(KEEP, 1)[1]
