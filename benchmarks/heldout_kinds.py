@@ -108,9 +108,10 @@ def main() -> int:
         text += (f"\n## {args.compare} on the same bags\n\n`--compare {args.compare}` (same "
                  "command, same matcher):\n\n" + table(other))
     table_path = Path(args.table)
-    if table_path.exists() and KEEP in table_path.read_text():
-        text += "\n" + KEEP + table_path.read_text().split(KEEP, 1)[1]
-    Path(args.table).write_text(text)
+    earlier = table_path.read_text() if table_path.exists() else ""
+    if KEEP in earlier:
+        text += "\n" + KEEP + earlier.split(KEEP, 1)[1]
+    table_path.write_text(text)
     print(text)
     return 0
 

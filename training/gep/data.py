@@ -54,6 +54,13 @@ def collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tenso
     return torch.stack([e for e, _ in items]), torch.stack([f for _, f in items])
 
 
+def windows_back(last: int, count: int, first: int) -> list[int]:
+    """Indices of window ``last`` and the ``count - 1`` before it, the earliest existing one
+    (``first``) repeated where a recording has fewer: the history a fitted linear
+    extrapolation reads, in training and in evaluation alike."""
+    return [max(last - m, first) for m in range(count)]
+
+
 def split_last_recordings(tokens: dict, count: int) -> tuple[dict, dict]:
     """A token file -> (all but its last ``count`` recordings, those recordings): the
     validation recordings the update scale is fitted on, never trained on."""

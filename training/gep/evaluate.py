@@ -34,7 +34,7 @@ from event_fm.models.gep import (
     upsample_patches,
 )
 
-from .data import WindowGroups
+from .data import WindowGroups, windows_back
 
 #: the methods every evaluation scores; copy_last and gep go into docs/gep.json
 METHODS = ("copy_last", "gep", "mean_last2", "copy_last_full", "next_window_agg",
@@ -105,8 +105,7 @@ def linear_reference(model: GEPTransformer, groups: WindowGroups,
     weights = model.ar_weights[EVENT].cpu()  # (windows, C)
     out = []
     for a in chunk:
-        first = a.last - a.context + 1
-        lags = [max(a.last - m, first) for m in range(len(weights))]
+        lags = windows_back(a.last, len(weights), a.last - a.context + 1)
         out.append((weights[:, None, :] * groups.events[lags].float()).sum(0))
     return torch.stack(out)
 
@@ -156,8 +155,7 @@ def evaluate_set(gep: GEPTransformer, eventfm: EventFM, tokens: dict, context: i
     pred = predict(gep, groups, items, 1, batch_size, progress)
     linear = cfg.residual and cfg.reference == "ar"
     methods = METHODS + (("linear_extrapolation",) if linear else ())
-    feat_err = {m: [] for m in ("copy_last", "gep", "mean_last2")
-                + (("linear_extrapolation",) if linear else ())}
+    feat_err: dict[str, list[torch.Tensor]] = {}
     depth_acc = {m: DepthMetrics() for m in methods}
     examples = []
     for start in range(0, len(items), batch_size):
@@ -165,27 +163,20 @@ def evaluate_set(gep: GEPTransformer, eventfm: EventFM, tokens: dict, context: i
         last = torch.tensor([a.last for a in chunk])
         nxt = last + 1
         truth = groups.events[nxt]
-        guesses: dict[str, torch.Tensor] = {}
-        guess = torch.stack([pred[a.last][0] for a in chunk])
         copy = groups.events[last]
         before = torch.tensor([a.last - 1 if a.context >= 2 else a.last for a in chunk])
-        mean2 = (copy + groups.events[before]) / 2
+        guesses = {"copy_last": copy, "gep": torch.stack([pred[a.last][0] for a in chunk]),
+                   "mean_last2": (copy + groups.events[before]) / 2}
         if linear:
             guesses["linear_extrapolation"] = linear_reference(gep, groups, chunk)
-        feat_err["mean_last2"].append(((mean2[:, 1:] - truth[:, 1:]) ** 2).mean(dim=(1, 2)))
-        feat_err["gep"].append(((guess[:, 1:] - truth[:, 1:]) ** 2).mean(dim=(1, 2)))
-        feat_err["copy_last"].append(((copy[:, 1:] - truth[:, 1:]) ** 2).mean(dim=(1, 2)))
-        for m, g in guesses.items():
-            feat_err[m].append(((g[:, 1:] - truth[:, 1:]) ** 2).mean(dim=(1, 2)))
+        for m, g in guesses.items():  # feature MSE over the patch slots (slot 0: CLS)
+            feat_err.setdefault(m, []).append(((g[:, 1:] - truth[:, 1:]) ** 2).mean(dim=(1, 2)))
         gt = tokens["depth"][nxt]
         depths = {
-            "gep": _decode_group(decoder, guess, cfg.agg_grid),
-            "copy_last": _decode_group(decoder, copy, cfg.agg_grid),
-            "mean_last2": _decode_group(decoder, mean2, cfg.agg_grid),
+            **{m: _decode_group(decoder, g, cfg.agg_grid) for m, g in guesses.items()},
             "next_window_agg": _decode_group(decoder, truth, cfg.agg_grid),
             "copy_last_full": decoder(tokens["event_cls"][last], tokens["event_patch"][last]),
             "next_window_full": decoder(tokens["event_cls"][nxt], tokens["event_patch"][nxt]),
-            **{m: _decode_group(decoder, g, cfg.agg_grid) for m, g in guesses.items()},
         }
         for m, d in depths.items():
             _score_depth(depth_acc[m], d, gt)

@@ -16,7 +16,7 @@ import torch
 
 from event_fm.models.gep import EVENT, GEPTransformer, interleave, modality_ids
 
-from .data import WindowGroups
+from .data import WindowGroups, windows_back
 
 
 def slot_histories(groups: torch.Tensor, recordings: list[slice],
@@ -27,7 +27,7 @@ def slot_histories(groups: torch.Tensor, recordings: list[slice],
     hist, target = [], []
     for rec in recordings:
         for t in range(rec.start + 1, rec.stop):
-            lags = [max(t - m, rec.start) for m in range(1, windows + 1)]
+            lags = windows_back(t - 1, windows, rec.start)
             hist.append(groups[lags].transpose(0, 1))  # (K, windows, C)
             target.append(groups[t])
     if not hist:
