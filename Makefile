@@ -116,8 +116,8 @@ forecast-report: setup
 # Generative event pretraining, GEP stage 2 (issues 11, 20): the reproduction's recordings and its
 # 'default' row (the distilled student with its teacher and heads, out/train/default; finished
 # stages are reused) -> tokens of its aligned encoders -> the causal transformer predicting the
-# update over a fitted linear extrapolation, and three variants -> next-window prediction vs
-# copy-last and mean-of-last-two on the held-out recordings -> docs/gep.{md,json,*.png}.
+# update over a fitted linear extrapolation with a depth term, and five variants -> next-window
+# prediction vs copy-last and mean-of-last-two on the held-out recordings -> docs/gep.{md,json,*.png}.
 .PHONY: gep-report
 GEP := OMP_NUM_THREADS=1 EVENT_FM_VENV=$(abspath $(VENV)) nice -n 5 bash scripts/with_env.sh \
   $(PY) -m event_fm.cli.main train gep
@@ -125,9 +125,12 @@ gep-report: setup
 	EVENT_FM_VENV=$(abspath $(VENV)) bash scripts/simulate_reproduction_data.sh data/generated/repro_sim
 	$(RUN) $(PY) -m event_fm.cli.main train distill rows --config training/configs/default.yaml \
 	  --rows default
+	$(GEP) fit --config training/configs/gep.yaml --into fit_nodepth --set fit.depth_weight=0.0
+	$(GEP) fit --config training/configs/gep.yaml --into fit_depth05 --set fit.depth_weight=0.05
 	$(GEP) fit --config training/configs/gep.yaml --into fit_mean2 --set model.reference=mean_last2 \
-	  fit.validation_recordings=0 model.dropout=0.0
-	$(GEP) fit --config training/configs/gep.yaml --into fit_events --set model.with_frames=false
+	  fit.validation_recordings=0 model.dropout=0.0 fit.depth_weight=0.0
+	$(GEP) fit --config training/configs/gep.yaml --into fit_events --set model.with_frames=false \
+	  fit.depth_weight=0.0
 	$(GEP) fit --config training/configs/gep.yaml --into fit_grid --set "model.agg_grid=[6, 8]" model.dropout=0.0 \
-	  --steps 600
+	  fit.depth_weight=0.0 --steps 600
 	$(GEP) report --config training/configs/gep.yaml --docs docs

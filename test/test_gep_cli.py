@@ -255,3 +255,73 @@ def test_event_only_variant_is_fitted_and_scored(setup):
     assert len(result["horizon"]["gep"]["feature_mse"]) == 2
     hidden = gep_event_features(model, WindowGroups(tokens, model.config.agg_grid))
     assert hidden.shape == (8, model.config.group_size, model.config.width)
+
+
+def test_depth_term_trains_the_predicted_tokens_toward_the_next_depth(setup):
+    """`fit.depth_weight`: the predicted event groups also pass through the checkpoint's frozen
+    depth head; its loss joins the objective (logged as `depth`), the validation curve and the
+    update scale are scored on the whole objective, and the head's weights never change."""
+    from event_fm.models import load_model
+    from training.gep.depth import DepthDecoder
+    from training.gep.extrapolation import DepthTerm, validation_scores
+    from training.gep.pipeline import GEPSession
+
+    tmp, _ = setup
+    (root,) = [p.parent for p in (tmp / "out").glob("*/tokens")]
+    args = ["gep", "fit", "--config", str(tmp / "gep.yaml"), "--into", "fit_depth", "--set",
+            "model.reference=ar", "model.ar_windows=2", "fit.validation_recordings=1",
+            "fit.validate_every=2", "fit.depth_weight=5.0", "fit.depth_windows=2",
+            "fit.lr=0.01", "fit.log_every=1", "--device", "cpu"]
+    head_before = {k: v.clone() for k, v in
+                   load_model(tmp / "ckpt").heads["depth"].state_dict().items()}
+    assert train_main(args + ["--steps", "12"]) == 0
+    log = (root / "fit_depth" / "log.csv").read_text().splitlines()
+    columns = log[0].split(",")
+    rows = [dict(zip(columns, line.split(","), strict=True)) for line in log[1:]]
+    assert {"depth", "feature_loss"} <= set(columns)
+    for r in rows:  # the logged loss is the feature loss plus the weighted depth term
+        assert float(r["loss"]) == pytest.approx(
+            float(r["feature_loss"]) + 5.0 * float(r["depth"]), rel=1e-4)
+    # the tokens learn to decode into the next window's depth (a constant per window here)
+    assert float(rows[-1]["depth"]) < 0.5 * float(rows[0]["depth"])
+    cal = json.loads((root / "fit_depth" / "calibration.json").read_text())
+    assert cal["validation_objective"] == pytest.approx(
+        cal["validation_mse_scaled_update"] + 5.0 * cal["validation_depth_loss_scaled_update"],
+        rel=1e-5)
+    best = min(cal["curve"], key=lambda c: c["validation_objective"])
+    assert cal["best_step"] == best["step"]
+    # the saved model on its validation recording again: the scale kept is the grid's best
+    # on the whole objective, and never worse there than no update or the full one
+    config = yaml.safe_load((tmp / "gep.yaml").read_text())
+    session = GEPSession(config, tmp / "ckpt", root, device="cpu")
+    from event_fm.models.gep import load_gep
+    from training.gep.data import WindowGroups, split_last_recordings
+    from training.gep.extrapolation import SCALE_GRID
+
+    model = load_gep(root / "fit_depth" / "model")
+    assert float(model.update_scale) == pytest.approx(cal["update_scale"])
+    _, val_tokens = split_last_recordings(session.load("train"), 1)
+    groups = WindowGroups(val_tokens, model.config.agg_grid)
+    term = DepthTerm(DepthDecoder(load_model(tmp / "ckpt")), groups.depth,
+                     model.config.agg_grid, 5.0)
+    again = validation_scores(model, groups, 4, term, SCALE_GRID)
+    assert again["update_scale"] == pytest.approx(cal["update_scale"])
+    assert again["validation_objective"] == pytest.approx(cal["validation_objective"], rel=1e-5)
+    for fixed in (0.0, 1.0):
+        alone = validation_scores(model, groups, 4, term, (fixed,))
+        if alone["update_scale"] != fixed:  # the least-squares scale is always a candidate
+            continue
+        assert again["validation_objective"] <= alone["validation_objective"] + 1e-9
+    # the report says what the objective was, with the term's first and last values
+    from training.gep.report import markdown
+
+    report = GEPSession(config, tmp / "ckpt", root, device="cpu", fit_name="fit_depth").evaluate()
+    term = report["fit"]["depth_term"]
+    assert term["weight"] == 5.0 and term["windows"] == 2
+    assert term["last_depth"] == pytest.approx(float(rows[-1]["depth"]), rel=1e-5)
+    text = markdown(report)
+    assert "the next-token MSE plus 5 x a depth term" in text
+    assert "With the depth term GEP's groups are not bounded" in text
+    # the depth head the term decoded with is the checkpoint's, untouched by the fit
+    for k, v in load_model(tmp / "ckpt").heads["depth"].state_dict().items():
+        assert torch.equal(v, head_before[k])

@@ -18,6 +18,7 @@ class WindowGroups:
         self.events = window_tokens(tokens["event_cls"], tokens["event_patch"], self.grid)
         self.frames = window_tokens(tokens["frame_cls"], tokens["frame_patch"], self.grid)
         self.recordings = recording_slices(tokens["recording"])
+        self.depth = tokens.get("depth")  # (N, H, W) ground truth, for the depth term
         self.names = list(tokens.get("recording_names", []))
 
     def __len__(self) -> int:
@@ -32,11 +33,15 @@ class WindowGroups:
 class SequenceDataset(torch.utils.data.Dataset):
     """Every run of ``windows`` consecutive windows inside one recording (stride ``stride``).
 
-    Item: (events (T, K, C), frames (T, K, C)); the trainer interleaves them.
+    Item: (events (T, K, C), frames (T, K, C)), plus the windows' depth ground truth
+    (T, H, W) with ``with_depth``; the trainer interleaves the groups.
     """
 
-    def __init__(self, groups: WindowGroups, windows: int, stride: int = 1):
-        self.groups, self.windows = groups, windows
+    def __init__(self, groups: WindowGroups, windows: int, stride: int = 1,
+                 with_depth: bool = False):
+        if with_depth and groups.depth is None:
+            raise ValueError("the token file has no depth ground truth")
+        self.groups, self.windows, self.with_depth = groups, windows, with_depth
         self.starts = [s for rec in groups.recordings
                        for s in range(rec.start, rec.stop - windows + 1, stride)]
         if not self.starts:
@@ -45,13 +50,14 @@ class SequenceDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.starts)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        s = self.starts[i]
-        return (self.groups.events[s:s + self.windows], self.groups.frames[s:s + self.windows])
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        run = slice(self.starts[i], self.starts[i] + self.windows)
+        item = (self.groups.events[run], self.groups.frames[run])
+        return item + (self.groups.depth[run],) if self.with_depth else item
 
 
-def collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.stack([e for e, _ in items]), torch.stack([f for _, f in items])
+def collate(items: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.stack(parts) for parts in zip(*items, strict=True))
 
 
 def windows_back(last: int, count: int, first: int) -> list[int]:

@@ -24,17 +24,16 @@ import torch
 from tqdm import tqdm
 
 from event_fm.evaluation.metrics import DepthMetrics
-from event_fm.models import EncoderOutput, EventFM
+from event_fm.models import EventFM
 from event_fm.models.gep import (
     EVENT,
     GEPTransformer,
     interleave,
     modality_ids,
-    split_window_tokens,
-    upsample_patches,
 )
 
 from .data import WindowGroups, windows_back
+from .depth import DepthDecoder, decode_groups
 
 #: the methods every evaluation scores; copy_last and gep go into docs/gep.json
 METHODS = ("copy_last", "gep", "mean_last2", "copy_last_full", "next_window_agg",
@@ -110,36 +109,9 @@ def linear_reference(model: GEPTransformer, groups: WindowGroups,
     return torch.stack(out)
 
 
-class DepthDecoder:
-    """The checkpoint's depth head on (CLS, patch map) pairs, scored against ground truth."""
-
-    def __init__(self, model: EventFM):
-        if "depth" not in model.heads:
-            raise ValueError("the checkpoint has no depth head")
-        self.head = model.heads["depth"].eval()
-        self.grid = model.encoder.backbone.grid_size(*model.img_size)
-        self.img_size = tuple(model.img_size)
-        self.device = next(model.parameters()).device
-
-    @torch.no_grad()
-    def __call__(self, cls: torch.Tensor, patch_map: torch.Tensor) -> torch.Tensor:
-        """(B, C), (B, C, h, w) -> depth (B, H, W) metres."""
-        b, c = cls.shape
-        feats = EncoderOutput(cls=cls.to(self.device),
-                              patch=patch_map.to(self.device).flatten(2).transpose(1, 2),
-                              grid_size=self.grid)
-        return self.head(feats, self.img_size)["depth"][:, 0].float().cpu()
-
-
 def _score_depth(acc: DepthMetrics, depth: torch.Tensor, gt: torch.Tensor) -> None:
     for p, g in zip(depth.numpy(), gt.float().numpy(), strict=True):
         acc.update(p, g)
-
-
-def _decode_group(decoder: DepthDecoder, groups: torch.Tensor,
-                  agg_grid: tuple[int, int]) -> torch.Tensor:
-    cls, patches = split_window_tokens(groups)
-    return decoder(cls, upsample_patches(patches, agg_grid, decoder.grid))
 
 
 def evaluate_set(gep: GEPTransformer, eventfm: EventFM, tokens: dict, context: int,
@@ -173,8 +145,8 @@ def evaluate_set(gep: GEPTransformer, eventfm: EventFM, tokens: dict, context: i
             feat_err.setdefault(m, []).append(((g[:, 1:] - truth[:, 1:]) ** 2).mean(dim=(1, 2)))
         gt = tokens["depth"][nxt]
         depths = {
-            **{m: _decode_group(decoder, g, cfg.agg_grid) for m, g in guesses.items()},
-            "next_window_agg": _decode_group(decoder, truth, cfg.agg_grid),
+            **{m: decode_groups(decoder, g, cfg.agg_grid) for m, g in guesses.items()},
+            "next_window_agg": decode_groups(decoder, truth, cfg.agg_grid),
             "copy_last_full": decoder(tokens["event_cls"][last], tokens["event_patch"][last]),
             "next_window_full": decoder(tokens["event_cls"][nxt], tokens["event_patch"][nxt]),
         }
@@ -217,7 +189,7 @@ def horizon_curve(gep: GEPTransformer, groups: WindowGroups, decoder: DepthDecod
             curve[m]["feature_mse"].append(float(((guess[:, 1:] - truth[:, 1:]) ** 2).mean()))
             acc = DepthMetrics()
             for s in range(0, len(items), batch_size):
-                _score_depth(acc, _decode_group(decoder, guess[s:s + batch_size], cfg.agg_grid),
+                _score_depth(acc, decode_groups(decoder, guess[s:s + batch_size], cfg.agg_grid),
                              depth[last[s:s + batch_size] + h])
             curve[m]["depth_mae_10m"].append(acc.compute()["depth_mae_10m"])
     curve["context_windows"] = context

@@ -18,14 +18,16 @@ from event_fm.models.gep import GEPConfig, load_gep
 from training.runner import read_log, split_run_config
 
 from .data import WindowGroups, split_last_recordings
+from .depth import DepthDecoder
 from .evaluate import evaluate_set, summary_json
 from .tokens import encode_split, load_tokens, save_tokens
-from .train import fit
+from .train import DepthObjective, fit
 
 log = logging.getLogger(__name__)
 
 #: the fit section's own keys (beside the runner's)
-FIT_KEYS = ("windows", "validation_recordings", "validate_every")
+FIT_KEYS = ("windows", "validation_recordings", "validate_every", "depth_weight",
+            "depth_windows")
 
 
 class GEPSession:
@@ -127,9 +129,13 @@ class GEPSession:
             tokens, val_tokens = split_last_recordings(tokens, held)
             validation = WindowGroups(val_tokens, gep_cfg.agg_grid)
         groups = WindowGroups(tokens, gep_cfg.agg_grid)
+        depth = None
+        if float(own.get("depth_weight", 0.0)) > 0:
+            depth = DepthObjective(DepthDecoder(load_model(self.checkpoint, device="cpu")),
+                                   float(own["depth_weight"]), int(own.get("depth_windows", 2)))
         t0 = time.perf_counter()
         result = fit(groups, gep_cfg, run_cfg, windows, validation,
-                     int(own.get("validate_every", 50)))
+                     int(own.get("validate_every", 50)), depth)
         history = read_log(self.fit_dir / "log.csv")
         summary = {"steps": result.steps_done, "resumed_from": result.resumed_from,
                    "seconds": time.perf_counter() - t0,
@@ -138,6 +144,12 @@ class GEPSession:
                    "parameters": sum(p.numel() for p in load_gep(self.fit_dir / "model")
                                      .parameters()),
                    "training_recordings": len(groups.recordings)}
+        if depth is not None:  # the objective's two parts, first and last logged values
+            summary["depth_term"] = {
+                "weight": depth.weight, "windows": depth.windows,
+                **{f"{edge}_{key}": float(row[key]) for edge, row in
+                   (("first", history[0]), ("last", history[-1])) if history
+                   for key in ("feature_loss", "depth")}}
         calibration = self.fit_dir / "calibration.json"
         if calibration.exists():
             summary["calibration"] = json.loads(calibration.read_text())
