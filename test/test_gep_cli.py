@@ -314,12 +314,13 @@ def test_depth_term_trains_the_predicted_tokens_toward_the_next_depth(setup):
         assert again["validation_objective"] <= alone["validation_objective"] + 1e-9
     # the report says what the objective was, with the term's first and last values
     from training.gep.report import markdown
+    from training.report import Report
 
     report = GEPSession(config, tmp / "ckpt", root, device="cpu", fit_name="fit_depth").evaluate()
     term = report["fit"]["depth_term"]
     assert term["weight"] == 5.0 and term["windows"] == 2
     assert term["last_depth"] == pytest.approx(float(rows[-1]["depth"]), rel=1e-5)
-    text = markdown(report)
+    text = markdown(report, Report(tmp / "docs_depth", "gep"), root / "fit_depth")
     assert "the next-token MSE plus 5 x a depth term" in text
     assert "With the depth term GEP's groups are not bounded" in text
     # the depth head the term decoded with is the checkpoint's, untouched by the fit
