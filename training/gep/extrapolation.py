@@ -107,13 +107,6 @@ def validation_predictions(model: GEPTransformer, groups: WindowGroups,
                                  windows=targets)
 
 
-def update_and_residual(model: GEPTransformer, groups: WindowGroups,
-                        windows: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """On ``groups``' runs of ``windows`` windows, every event-group target's learned update
-    and its residual over the reference (flat, standardized): the two sides of the scale."""
-    return validation_predictions(model, groups, windows).standardized(model.token_std.cpu())
-
-
 def best_scale(update: torch.Tensor, residual: torch.Tensor) -> dict[str, float]:
     """The least-squares multiple of the update in [0, 1] and the MSEs around it."""
     den = float((update * update).sum())
